@@ -427,20 +427,25 @@ def _syntax_diagnostic(e: UnexpectedInput, src: Source, parser) -> Diagnostic:
             tok = re.match(r"\s*(\w+|\S+?(?=[\s;,()]|$)|\S)", tok).group(1)
         tok = tok.split("\n")[0][:40]
         msg = f"unexpected '{tok}'"
-        if e.token.type == "ID" and "'('" in expected:
-            msg = f"bare word '{tok}' found: a function call needs '()'"
+        if expected == ["'('"]:
+            word = _previous_word(src.text, e.token.start_pos)
+            msg = f"bare word '{word}' found: a function call needs '()'"
     elif isinstance(e, UnexpectedCharacters):
         pos = src.pos(e.line, e.column)
         ch = src.text[e.pos_in_stream] if e.pos_in_stream < len(src.text) else "?"
         msg = f"unexpected character '{ch}'"
-        if ch == "/" and src.text.startswith("//", e.pos_in_stream):
-            msg = "'//' is not a comment in OpenSIPS scripts (use '#')"
     else:
         pos = src.pos(getattr(e, "line", 1), getattr(e, "column", 1))
         msg = "syntax error"
+    start = getattr(getattr(e, "token", None), "start_pos", getattr(e, "pos_in_stream", 0)) or 0
     missing = _missing_closer(e, src, expected)
-    if missing:
+    if src.text.startswith("//", start) and src.dialect == "opensips":
+        msg = "'//' is not a comment in OpenSIPS scripts (use '#')"
+    elif missing:
         msg, pos = missing
+    elif expected == ["'='"] and isinstance(e, UnexpectedToken):
+        word = _previous_word(src.text, e.token.start_pos)
+        msg, pos = _outside_route(word, src, e.token.start_pos)
     diag = Diagnostic("error", msg, pos)
     if expected and len(expected) <= 12 and not missing:
         diag.notes.append("expected " + ", ".join(expected))
@@ -451,10 +456,35 @@ def _syntax_diagnostic(e: UnexpectedInput, src: Source, parser) -> Diagnostic:
     return diag
 
 
+def _previous_word(text, end):
+    m = re.search(r"([A-Za-z_][\w.\-]*)\s*$", text[:end])
+    return m.group(1) if m else ""
+
+
+def _outside_route(word, src: Source, offset):
+    """A statement after its route block was already closed: say where the block ended."""
+    start = src.text.rfind(word, 0, offset)
+    line = src.text.count("\n", 0, start) + 1
+    col = start - src.text.rfind("\n", 0, start)
+    here = src.pos(line, col)
+    code = re.sub(r"""("(?:[^"\\]|\\.)*"|'[^']*')|#[^\n]*|/\*.*?\*/""",
+                  lambda m: re.sub(r"[^\n]", " ", m.group(0)), src.text[:start], flags=re.S)
+    close = code.rfind("}")
+    if close < 0:
+        return (f"'{word}' outside a route block: expected a global parameter "
+                f"('name = value'), loadmodule, modparam or a route", here)
+    cline = code.count("\n", 0, close) + 1
+    cpos = src.pos(cline, close - code.rfind("\n", 0, close))
+    return (f"'{word}' outside a route block: the block was closed by the '}}' at line "
+            f"{cpos.line} (unbalanced braces?)", here)
+
+
 def _missing_closer(e, src: Source, expected):
     """`missing ')'` at the end of the previous line, when the error token starts a new line
     and a closer was expected (the usual forgotten ')' or ';')."""
     closers = [c for c in ("')'", "';'", "'}'") if c in expected]
+    if "'loadmodule'" in expected:  # at top level a ';' is optional, never missing
+        closers = [c for c in closers if c != "';'"]
     if not closers or not isinstance(e, UnexpectedToken) or e.token.type == "$END":
         return None
     lines = src.text.split("\n")
