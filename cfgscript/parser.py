@@ -430,6 +430,8 @@ def _syntax_diagnostic(e: UnexpectedInput, src: Source, parser) -> Diagnostic:
         if expected == ["'('"]:
             word = _previous_word(src.text, e.token.start_pos)
             msg = f"bare word '{word}' found: a function call needs '()'"
+            if word in ("if", "while", "switch", "for"):
+                msg = f"'{word}' needs a condition in parentheses"
     elif isinstance(e, UnexpectedCharacters):
         pos = src.pos(e.line, e.column)
         ch = src.text[e.pos_in_stream] if e.pos_in_stream < len(src.text) else "?"

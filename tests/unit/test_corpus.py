@@ -18,7 +18,7 @@ INVALID = {
         (130, "'else' outside a route block: the block was closed by the '}' at line 130",
          "two '}' too many: the route ends at line 130"),
     "DuoSoftware__DVP-Scripts__kamailio__kamailio.cfg":
-        (1531, "unexpected '{'", "'else if' with no condition"),
+        (1531, "'if' needs a condition in parentheses", "'else if' with no condition"),
     "Izib__opensips-mediaproxy__scripts__opensips_mediaproxy_ice__opensips.cfg.erb.cfg":
         (135, "template", "an ERB template (<%= %>) that was never rendered"),
     "altanai__opensipsexamples__rate_limiter_accounts__opensips_ratelimmiter.cfg":
