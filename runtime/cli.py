@@ -46,6 +46,8 @@ def build_argparser() -> argparse.ArgumentParser:
     ap.add_argument("-w", dest="workdir", metavar="DIR", help="working directory")
     ap.add_argument("--trace", action="store_true",
                     help="log, for each message, the routes entered and the script lines run")
+    ap.add_argument("--cov-data", metavar="FILE",
+                    help="count the script lines and branches run; write them to FILE at exit")
     ap.add_argument("--no-embedded-mediaproxy", action="store_true",
                     help="never start the embedded MediaProxy dispatcher and relay")
     ap.add_argument("-V", "--version", action="store_true", help="print the version and exit")
