@@ -54,7 +54,26 @@ def source_line(pos: Pos):
     return None
 
 
+def _edit_distance(a: str, b: str) -> int:
+    """Edits (insert, delete, substitute, swap two neighbours) from a to b."""
+    prev2, prev = None, list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
 def did_you_mean(word: str, choices) -> str:
     """` (did you mean 'x'?)` when a close match exists, else ''."""
-    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
-    return f" (did you mean '{match[0]}'?)" if match else ""
+    candidates = difflib.get_close_matches(word, list(choices), n=8, cutoff=0.6)
+    if not candidates:
+        return ""
+    best = min(candidates, key=lambda c: (_edit_distance(word.lower(), c.lower()),
+                                          candidates.index(c)))
+    if _edit_distance(word.lower(), best.lower()) > max(2, len(word) // 3):
+        return ""
+    return f" (did you mean '{best}'?)"
