@@ -1,0 +1,297 @@
+"""Edits to a received message, applied when the outgoing message is built (OpenSIPS lumps).
+
+An :class:`Edits` records changes against the byte offsets of a received
+:class:`~runtime.sip.message.Message`; nothing is applied until :func:`build_request` /
+:func:`build_reply` writes the outgoing bytes. So, as in OpenSIPS, a header added by
+``append_hf`` is not visible through ``Message.get()`` in the same route; :func:`apply`
+(``msg_apply_changes()``) builds and re-parses to make the changes visible.
+
+Ordering rules:
+
+* edits at the same place come out in the order they were recorded;
+* a header inserted *before* (or *after*) a header that is itself replaced or removed stays
+  before (after) the replacement;
+* :meth:`Edits.remove_header` / :meth:`Edits.replace_header` on the same header: the last
+  call wins;
+* body edits (:meth:`Edits.insert_text`, :meth:`Edits.replace_range`) are offsets into the
+  received body, or into the body given to the last :meth:`Edits.set_body` (which discards
+  the body edits recorded before it); overlapping ranges are a ``ValueError``.
+
+Content-Length is recomputed whenever the body changed (the first Content-Length line
+keeps its name form and gets the new value, duplicates are dropped, one is added when
+there was none) and added when missing on a stream transport (``stream=True``).
+"""
+from __future__ import annotations
+
+from .headers import ENCODING, ERRORS, SIPError, split_commas
+from .message import Header, Message
+
+__all__ = ["Edits", "build_request", "build_reply", "apply"]
+
+_WHERE = ("end", "top", "before", "after")
+
+
+def _b(text) -> bytes:
+    if isinstance(text, bytes):
+        return text
+    return text.encode(ENCODING, ERRORS)
+
+
+def _line(text) -> bytes:
+    """Header line(s) normalised to CRLF line ends, with exactly one final CRLF."""
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode(ENCODING, ERRORS)
+    s = text.rstrip("\r\n")
+    if "\n" in s:
+        s = s.replace("\r\n", "\n").replace("\n", "\r\n")
+    if ":" not in s.split("\r\n", 1)[0]:
+        raise ValueError(f"not a header line: {text!r}")
+    return (s + "\r\n").encode(ENCODING, ERRORS)
+
+
+class Edits:
+    """Changes recorded against ``msg`` (a received Message)."""
+
+    def __init__(self, msg: Message):
+        self.msg = msg
+        self._seq = 0
+        self._inserts = []        # (offset, seq, bytes)
+        self._hdr = {}            # header.start -> (header, seq, bytes) ; b'' removes
+        self.ruri = None          # new Request-URI (str) or None
+        self._body_base = None    # None: the received body
+        self._body_edits = []     # (start, end, seq, bytes)
+        self._body_set = False
+        self._content_type = None
+        self._via1 = None
+
+    def _next(self):
+        self._seq += 1
+        return self._seq
+
+    def _check(self, h: Header):
+        for x in self.msg.headers:
+            if x is h:
+                return
+        raise ValueError("header does not belong to this message")
+
+    # ------------------------------------------------------------------ headers
+    def add_header(self, line: str, where: str = "end", ref: Header | None = None) -> None:
+        """Add header line(s): ``where`` is 'end' (after the last header, append_hf),
+        'top' (before the first header, insert_hf), or 'before'/'after' the Header ``ref``."""
+        data = _line(line)
+        if where == "end":
+            pos = self.msg._hdr_end
+        elif where == "top":
+            pos = self.msg._hdr_start
+        elif where in ("before", "after"):
+            if ref is None:
+                raise ValueError(f"add_header(where={where!r}) needs ref=<Header>")
+            self._check(ref)
+            pos = ref.start if where == "before" else ref.end
+        else:
+            raise ValueError(f"where must be one of {_WHERE}")
+        self._inserts.append((pos, self._next(), data))
+
+    def remove_header(self, h: Header) -> None:
+        self._check(h)
+        self._hdr[h.start] = (h, self._next(), b"")
+
+    def replace_header(self, h: Header, new_line: str) -> None:
+        self._check(h)
+        self._hdr[h.start] = (h, self._next(), _line(new_line))
+
+    def replace_via1(self, value: str) -> None:
+        """Replace the topmost Via *value* (only the first of comma-separated values), e.g.
+        with ``via_received_params(...)``."""
+        self._via1 = value
+
+    def set_ruri(self, uri: str) -> None:
+        self.ruri = str(uri)
+
+    # ------------------------------------------------------------------ body
+    def set_body(self, body: bytes, content_type: str | None = None) -> None:
+        """Replace the whole body. With ``content_type`` the Content-Type header is set (or
+        added); an empty body without ``content_type`` removes Content-Type."""
+        self._body_base = _b(body)
+        self._body_edits = []
+        self._body_set = True
+        self._content_type = content_type
+
+    def _base_len(self):
+        return len(self.msg.body if self._body_base is None else self._body_base)
+
+    def insert_text(self, offset: int, text) -> None:
+        """Insert ``text`` at ``offset`` of the (received or last set) body."""
+        if not 0 <= offset <= self._base_len():
+            raise ValueError("offset outside the body")
+        self._body_edits.append((offset, offset, self._next(), _b(text)))
+
+    def replace_range(self, start: int, end: int, text) -> None:
+        """Replace body bytes ``[start, end)`` with ``text`` ('' deletes)."""
+        if not 0 <= start <= end <= self._base_len():
+            raise ValueError("range outside the body")
+        self._body_edits.append((start, end, self._next(), _b(text)))
+
+    @property
+    def body_changed(self) -> bool:
+        return self._body_set or bool(self._body_edits)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self._inserts or self._hdr or self.ruri is not None or self._via1
+                    is not None or self.body_changed)
+
+    def new_body(self) -> bytes:
+        """The body as it will be sent."""
+        base = self.msg.body if self._body_base is None else self._body_base
+        if not self._body_edits:
+            return base
+        out = []
+        cur = 0
+        for s, e, _, data in sorted(self._body_edits, key=lambda x: (x[0], x[1] != x[0], x[2])):
+            if s < cur:
+                raise ValueError("overlapping body edits")
+            out.append(base[cur:s])
+            out.append(data)
+            cur = e
+        out.append(base[cur:])
+        return b"".join(out)
+
+
+# ---------------------------------------------------------------------------------- build
+
+def _via_rewrite(h: Header, first: str | None, err) -> bytes:
+    """The first Via header line with its first value replaced by ``first`` (None drops
+    it); b'' when nothing is left."""
+    values = split_commas(h.value, err)
+    values = ([first] if first is not None else []) + values[1:]
+    if not values:
+        return b""
+    return f"{h.name}: {', '.join(values)}\r\n".encode(ENCODING, ERRORS)
+
+
+def _assemble(msg: Message, edits: Edits | None, start_line: bytes, *, top_via=None,
+              drop_route_count=0, drop_top_via=False, stream=False) -> bytes:
+    raw = msg.raw
+    hdr = dict(edits._hdr) if edits is not None else {}
+    inserts = list(edits._inserts) if edits is not None else []
+    seq = 10 ** 9  # automatic edits come after the recorded ones at the same place
+
+    # top Via: replace / drop its first value
+    via1 = edits._via1 if edits is not None else None
+    if via1 is not None or drop_top_via:
+        h = msg.get_header("via")
+        if h is not None:
+            seq += 1
+            hdr[h.start] = (h, seq, _via_rewrite(h, None if drop_top_via else via1, msg._err))
+    if top_via is not None:
+        # directly above the received Vias, after what was recorded for that place
+        h = msg.get_header("via")
+        pos = h.start if h is not None else msg._hdr_start
+        seq += 1
+        inserts.append((pos, seq, f"Via: {top_via}\r\n".encode(ENCODING, ERRORS)))
+
+    # loose routing: drop the first Route values
+    if drop_route_count:
+        left = drop_route_count
+        for h in msg.get_headers("route"):
+            values = split_commas(h.value, msg._err)
+            seq += 1
+            if left >= len(values):
+                hdr[h.start] = (h, seq, b"")
+                left -= len(values)
+            else:
+                rest = ", ".join(values[left:])
+                hdr[h.start] = (h, seq, f"{h.name}: {rest}\r\n".encode(ENCODING, ERRORS))
+                left = 0
+            if not left:
+                break
+        if left:
+            raise ValueError("drop_route_count exceeds the Route values")
+
+    # body, Content-Type, Content-Length
+    body_changed = edits is not None and edits.body_changed
+    body = edits.new_body() if body_changed else msg.body
+    if edits is not None and edits._body_set:
+        ct = edits._content_type
+        cts = msg.get_headers("content-type")
+        if ct is not None:
+            seq += 1
+            if cts:
+                hdr[cts[0].start] = (cts[0], seq, f"{cts[0].name}: {ct}\r\n".encode(ENCODING, ERRORS))
+            else:
+                inserts.append((msg._hdr_end, seq, f"Content-Type: {ct}\r\n".encode(ENCODING, ERRORS)))
+        elif not body:
+            for h in cts:
+                seq += 1
+                hdr[h.start] = (h, seq, b"")
+    cls = msg.get_headers("content-length")
+    if body_changed or (stream and not cls):
+        n = len(body)
+        seq += 1
+        if cls:
+            hdr[cls[0].start] = (cls[0], seq, f"{cls[0].name}: {n}\r\n".encode())
+            for h in cls[1:]:
+                hdr[h.start] = (h, seq, b"")
+        else:
+            inserts.append((msg._hdr_end, seq, f"Content-Length: {n}\r\n".encode()))
+
+    # header section: zero-width inserts sort before a replaced line starting at the same
+    # offset; equal places keep recording order
+    patches = [(pos, 0, s, pos, data) for pos, s, data in inserts]
+    patches += [(h.start, 1, s, h.end, data) for h, s, data in hdr.values()]
+    patches.sort(key=lambda p: (p[0], p[1], p[2]))
+    out = [start_line]
+    cur = msg._hdr_start
+    for start, _, _, end, data in patches:
+        if start < cur:
+            raise ValueError("overlapping header edits")
+        out.append(raw[cur:start])
+        out.append(data)
+        cur = end
+    out.append(raw[cur:msg._hdr_end])
+    out.append(raw[msg._hdr_end:msg._body_start])  # the empty line, as received
+    out.append(body)
+    return b"".join(out)
+
+
+def build_request(msg: Message, edits: Edits | None = None, *, top_via: str | None = None,
+                  ruri: str | None = None, drop_route_count: int = 0,
+                  stream: bool = False) -> bytes:
+    """The request to forward: ``top_via`` (a Via value) inserted above the received Vias,
+    Request-URI from ``ruri``, else ``edits.set_ruri``, else as received; the first
+    ``drop_route_count`` Route values removed; then the edits."""
+    if not msg.is_request:
+        raise ValueError("build_request() needs a request")
+    if edits is not None and edits.msg is not msg:
+        raise ValueError("edits were recorded against another message")
+    uri = ruri if ruri is not None else (edits.ruri if edits is not None and edits.ruri is not None
+                                         else msg.ruri)
+    start = f"{msg.method} {uri} SIP/2.0\r\n".encode(ENCODING, ERRORS)
+    return _assemble(msg, edits, start, top_via=top_via, drop_route_count=drop_route_count,
+                     stream=stream)
+
+
+def build_reply(msg: Message, edits: Edits | None = None, *, drop_top_via: bool = True,
+                stream: bool = False) -> bytes:
+    """A received reply to forward upstream: our own (top) Via value removed, the edits
+    applied; the status line is copied as received."""
+    if msg.is_request:
+        raise ValueError("build_reply() needs a reply")
+    if edits is not None and edits.msg is not msg:
+        raise ValueError("edits were recorded against another message")
+    return _assemble(msg, edits, msg.raw[:msg._hdr_start], drop_top_via=drop_top_via,
+                     stream=stream)
+
+
+def apply(msg: Message, edits: Edits) -> Message:
+    """``msg_apply_changes()``: a new Message with the edits applied (re-parsed), so that
+    the changes become visible to ``get()``. Raises SIPError if the result does not parse."""
+    if msg.is_request:
+        data = build_request(msg, edits)
+    else:
+        data = build_reply(msg, edits, drop_top_via=False)
+    try:
+        return Message.parse(data)
+    except SIPError as e:
+        raise SIPError(e.status, f"edited message does not parse: {e.reason}") from None
