@@ -95,6 +95,15 @@ def mark_received(ctx):
         ctx.get_edits().replace_via1(new)
 
 
+def outgoing_headers(ctx, sock) -> list:
+    """Header lines modules add to a request as it leaves by `sock` (Record-Route...):
+    [((where, ref_header_or_None), line)]; `where` as Edits.add_header takes it."""
+    out = []
+    for hook in ctx.rt.outgoing_hooks:
+        out.extend(hook(ctx, sock))
+    return out
+
+
 def choose_socket(ctx, proto: str, ip: str):
     rt = ctx.rt
     if ctx.force_socket is not None:
@@ -119,8 +128,15 @@ def forward_request(ctx, dest: str | None = None) -> int:
         rt.log.error(f"forward: no {proto} socket to send from")
         return -1
     mark_received(ctx)
-    data = build_request(msg, ctx.edits, top_via=via_for(ctx, sock, _branch(ctx)),
-                         ruri=ctx.new_ruri, stream=proto != "udp")
+    edits = ctx.edits
+    extra = outgoing_headers(ctx, sock)
+    if extra:
+        edits = ctx.get_edits().copy()
+        for where, line in extra:
+            edits.add_header(line, *where)
+    data = build_request(msg, edits, top_via=via_for(ctx, sock, _branch(ctx)),
+                         ruri=ctx.new_ruri, drop_route_count=ctx.local_data.get("drop_routes", 0),
+                         stream=proto != "udp")
     if not rt.server.send(sock, (ip, port), data):
         return -1
     ctx.sent = True
