@@ -196,7 +196,7 @@ def test_timeout_and_close_are_logged_and_disconnect(sock_path, caplog):
     try:
         started = time.monotonic()
         assert client.send_command(EXPECTED_REMOVE_C) is None
-        assert 0.09 < time.monotonic() - started < 0.3
+        assert 0.09 < time.monotonic() - started < 1.0
         assert "did timeout waiting for an answer" in caplog.text
         time.sleep(0.3)
         caplog.clear()
