@@ -49,7 +49,13 @@ class Branch:
         self.machine = Machine(INVITE_CLIENT if method == "INVITE" else NON_INVITE_CLIENT,
                                reliable, B=tx.fr_timeout, F=tx.fr_timeout)
         self.timers = {}
-        self.reply_edits = None        # what the onreply route changed in the last reply
+        self.reply_edits = None        # what the onreply route (and callbacks) changed
+
+    def edits_for_reply(self, msg) -> Edits:
+        """The Edits the reply being processed will be relayed with (created on demand)."""
+        if self.reply_edits is None or self.reply_edits.msg is not msg:
+            self.reply_edits = Edits(msg)
+        return self.reply_edits
 
 
 class Transaction:
@@ -83,7 +89,7 @@ class Transaction:
         self.fr_inv_timeout = tm.fr_inv_timeout
         self.in_failure = False
         self.winner = None             # the Branch whose reply went upstream
-        self.done = False
+        self.callbacks = list(ctx.local_data.get("tm_callbacks", ()))  # cb(tx, branch, reply)
 
     @property
     def final_sent(self) -> bool:
@@ -297,6 +303,7 @@ class TM:
         """What the client machine passes up: a reply on branch b."""
         tx = b.tx
         code = msg.status
+        b.reply_edits = None
         if tx.on_reply:
             fn = self.rt.routes.get(("onreply_route", tx.on_reply))
             if fn is not None:
@@ -309,6 +316,8 @@ class TM:
                 if rctx.dropped and code < 200:
                     return
                 b.reply_edits = rctx.edits
+        for cb in tx.callbacks:
+            cb(tx, b, msg)
         b.reply = msg
         b.status = code
         if code < 200:
