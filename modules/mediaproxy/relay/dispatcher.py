@@ -192,16 +192,15 @@ class Dispatcher:
                     reply = await self.management(line)
                     if reply is None:
                         break
-                elif line == "":
-                    if not lines:
-                        continue
+                elif line:
+                    if not line.endswith(": "):  # AG drops headers with an empty value
+                        lines.append(line)
+                    continue
+                elif lines:
                     reply = await self.opensips_command(lines[0], lines[1:])
                     lines = []
-                elif not line.endswith(": "):
-                    lines.append(line)
-                    continue
                 else:
-                    continue
+                    continue  # extra empty line
                 writer.write(reply.encode() + b"\r\n")
                 await writer.drain()
         except (ValueError, ConnectionError) as e:

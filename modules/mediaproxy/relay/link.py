@@ -30,6 +30,7 @@ class DispatcherLink:
         self.keepalive_interval = keepalive_interval
         self.reconnect_delay = reconnect_delay
         self.writer = None
+        self.missed = 0          # pings without a pong
 
     def __repr__(self) -> str:
         return "DispatcherLink(%s:%d)" % (self.host, self.port)
