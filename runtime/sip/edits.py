@@ -8,9 +8,11 @@ An :class:`Edits` records changes against the byte offsets of a received
 
 Ordering rules:
 
-* edits at the same place come out in the order they were recorded;
+* edits at the same place come out in the order they were recorded; where two places meet
+  (*after* header A = *before* the next header B), what was added after A comes first;
 * a header inserted *before* (or *after*) a header that is itself replaced or removed stays
-  before (after) the replacement;
+  before (after) the replacement; the new top Via (``build_request(top_via=)``) goes right
+  above the received Vias, below headers added at the top;
 * :meth:`Edits.remove_header` / :meth:`Edits.replace_header` on the same header: the last
   call wins;
 * body edits (:meth:`Edits.insert_text`, :meth:`Edits.replace_range`) are offsets into the
@@ -55,7 +57,7 @@ class Edits:
     def __init__(self, msg: Message):
         self.msg = msg
         self._seq = 0
-        self._inserts = []        # (offset, seq, bytes)
+        self._inserts = []        # (offset, rank, seq, bytes): rank 0 'after', 1 others
         self._hdr = {}            # header.start -> (header, seq, bytes) ; b'' removes
         self.ruri = None          # new Request-URI (str) or None
         self._body_base = None    # None: the received body
@@ -68,6 +70,15 @@ class Edits:
         self._seq += 1
         return self._seq
 
+    def copy(self) -> "Edits":
+        """An independent copy (per-branch changes on top of the request's)."""
+        new = Edits.__new__(Edits)
+        new.__dict__.update(self.__dict__)
+        new._inserts = list(self._inserts)
+        new._hdr = dict(self._hdr)
+        new._body_edits = list(self._body_edits)
+        return new
+
     def _check(self, h: Header):
         for x in self.msg.headers:
             if x is h:
@@ -79,6 +90,7 @@ class Edits:
         """Add header line(s): ``where`` is 'end' (after the last header, append_hf),
         'top' (before the first header, insert_hf), or 'before'/'after' the Header ``ref``."""
         data = _line(line)
+        rank = 1
         if where == "end":
             pos = self.msg._hdr_end
         elif where == "top":
@@ -88,9 +100,10 @@ class Edits:
                 raise ValueError(f"add_header(where={where!r}) needs ref=<Header>")
             self._check(ref)
             pos = ref.start if where == "before" else ref.end
+            rank = 0 if where == "after" else 1
         else:
             raise ValueError(f"where must be one of {_WHERE}")
-        self._inserts.append((pos, self._next(), data))
+        self._inserts.append((pos, rank, self._next(), data))
 
     def remove_header(self, h: Header) -> None:
         self._check(h)
@@ -189,7 +202,7 @@ def _assemble(msg: Message, edits: Edits | None, start_line: bytes, *, top_via=N
         h = msg.get_header("via")
         pos = h.start if h is not None else msg._hdr_start
         seq += 1
-        inserts.append((pos, seq, f"Via: {top_via}\r\n".encode(ENCODING, ERRORS)))
+        inserts.append((pos, 1, seq, f"Via: {top_via}\r\n".encode(ENCODING, ERRORS)))
 
     # loose routing: drop the first Route values
     if drop_route_count:
@@ -220,7 +233,7 @@ def _assemble(msg: Message, edits: Edits | None, start_line: bytes, *, top_via=N
             if cts:
                 hdr[cts[0].start] = (cts[0], seq, f"{cts[0].name}: {ct}\r\n".encode(ENCODING, ERRORS))
             else:
-                inserts.append((msg._hdr_end, seq, f"Content-Type: {ct}\r\n".encode(ENCODING, ERRORS)))
+                inserts.append((msg._hdr_end, 1, seq, f"Content-Type: {ct}\r\n".encode(ENCODING, ERRORS)))
         elif not body:
             for h in cts:
                 seq += 1
@@ -234,12 +247,12 @@ def _assemble(msg: Message, edits: Edits | None, start_line: bytes, *, top_via=N
             for h in cls[1:]:
                 hdr[h.start] = (h, seq, b"")
         else:
-            inserts.append((msg._hdr_end, seq, f"Content-Length: {n}\r\n".encode()))
+            inserts.append((msg._hdr_end, 1, seq, f"Content-Length: {n}\r\n".encode()))
 
-    # header section: zero-width inserts sort before a replaced line starting at the same
-    # offset; equal places keep recording order
-    patches = [(pos, 0, s, pos, data) for pos, s, data in inserts]
-    patches += [(h.start, 1, s, h.end, data) for h, s, data in hdr.values()]
+    # header section, at one offset: inserts made 'after' the header ending there, then the
+    # other inserts, then the replaced line starting there; each group in recording order
+    patches = [(pos, rank, s, pos, data) for pos, rank, s, data in inserts]
+    patches += [(h.start, 2, s, h.end, data) for h, s, data in hdr.values()]
     patches.sort(key=lambda p: (p[0], p[1], p[2]))
     out = [start_line]
     cur = msg._hdr_start

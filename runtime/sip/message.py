@@ -147,9 +147,9 @@ class Message:
             text = data[hstart:hdr_end].decode(ENCODING, ERRORS)
             lines = text[:-2].split("\r\n")
             n = len(lines)
-            # as many LF and CR as CRLF pairs: no bare LF (so no earlier blank line) and
-            # no bare CR anywhere
-            if text.count("\n") == n and text.count("\r") == n:
+            # ends in CRLF, and as many LF and CR as CRLF pairs: no bare LF (so no earlier
+            # blank line) and no bare CR anywhere
+            if text[-2:] == "\r\n" and text.count("\n") == n and text.count("\r") == n:
                 names, seps, values = zip(*map(str.partition, lines, repeat(":", n)))
                 keys = list(map(_KEYS.get, names))
                 if None in keys:
@@ -531,6 +531,14 @@ class Message:
             raise SIPError(self._err, "Bad Date") from None
 
     # -------------------------------------------------------------------- checks
+    def check_present(self) -> None:
+        """The cheap check a proxy makes on every request: the mandatory headers are there
+        (values are parsed when used). SIPError(400) otherwise."""
+        first = self._first
+        for key, label in _MANDATORY:
+            if key not in first:
+                raise SIPError(self._err, f"Missing {label}")
+
     def check_mandatory(self) -> None:
         """Raise SIPError unless Via, From, To, Call-ID and CSeq are present, single (bar
         Via) and parsable, and, on a request, the CSeq method equals the request method,

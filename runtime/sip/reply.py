@@ -107,9 +107,11 @@ def via_received_params(via: Via, src_ip: str, src_port: int, force_rport: bool 
     (OpenSIPS force_rport()) acts as if ``rport`` had been present. An existing
     ``received`` / ``rport`` value is overwritten. IPv6 addresses go into ``received``
     without brackets (RFC 5118 4.5)."""
+    rport = via.rport
+    if rport is None and not force_rport and via.host == src_ip and via.received is None:
+        return str(via)  # the common case: sent-by is the source address, nothing to add
     src = _ip(src_ip)
     src_txt = str(src) if src is not None else src_ip.strip("[]")
-    rport = via.rport
     want_rport = rport is not None or force_rport
     sent = _ip(via.host)
     add_received = want_rport or sent is None or src is None or sent != src
