@@ -50,6 +50,11 @@ def build_argparser() -> argparse.ArgumentParser:
                     help="count the script lines and branches run; write them to FILE at exit")
     ap.add_argument("--no-embedded-mediaproxy", action="store_true",
                     help="never start the embedded MediaProxy dispatcher and relay")
+    ap.add_argument("--relay-ports", metavar="LO:HI", default="40000:60000",
+                    help="RTP port range of the embedded media relay (default 40000:60000)")
+    ap.add_argument("--relay-routable-private", action="store_true",
+                    help="embedded relay: private and loopback SDP addresses count as routable "
+                         "(MediaProxy's routable_private_ranges); for labs and tests")
     ap.add_argument("-V", "--version", action="store_true", help="print the version and exit")
     return ap
 

@@ -166,7 +166,7 @@ class Server:
         self.stats["rcv_requests"] += 1
         msg = ctx.msg
         try:
-            msg.check_mandatory()
+            msg.check_present()
         except SIPError as e:
             self.stats["err_requests"] += 1
             ctx.error_info = (e.status or 400, e.reason)

@@ -74,7 +74,8 @@ class Dialog:
         self.vals = {}
         self.profiles = []          # (name, value)
         self.flags = set()
-        self.callbacks = {}         # event -> [cb(dlg, event, ctx_or_msg, direction)]
+        self.callbacks = {}         # event -> [cb(dlg, event, obj, direction)]; obj is the
+        #                             request's Context, or (reply, tm branch) for responses
         self.caller = (ctx.src_ip, ctx.src_port)
         self.end_reason = None
         self.timer = None
@@ -218,17 +219,18 @@ def _tm_callback(dlgs, dlg):
         code = reply.status
         if dlg.state == DELETED:
             return
+        event = (reply, branch)
         if code < 200:
             if code > 100 and reply.to.tag:
                 dlg.to_tag = dlg.to_tag or reply.to.tag
                 dlgs.set_state(dlg, EARLY)
-            dlgs.fire(dlg, "response", reply, "upstream")
+            dlgs.fire(dlg, "response", event, "upstream")
         elif code < 300:
             dlg.to_tag = reply.to.tag
-            dlgs.fire(dlg, "response", reply, "upstream")
+            dlgs.fire(dlg, "response", event, "upstream")
             dlgs.set_state(dlg, CONFIRMED_NA)
         else:
-            dlgs.fire(dlg, "response", reply, "upstream")
+            dlgs.fire(dlg, "response", event, "upstream")
             if all(b.final for b in tx.branches) and not tx.on_failure:
                 dlgs.set_state(dlg, DELETED, "failed")
     return cb
@@ -256,7 +258,8 @@ def _match_in_dialog(ctx):
         dlgs.set_state(dlg, DELETED, "bye")
     elif method not in ("ACK",):
         def reply_cb(tx, branch, reply, dlg=dlg, direction=direction):
-            dlgs.fire(dlg, "response", reply, "downstream" if direction == "upstream" else "upstream")
+            dlgs.fire(dlg, "response", (reply, branch),
+                      "downstream" if direction == "upstream" else "upstream")
         ctx.local_data.setdefault("tm_callbacks", []).append(reply_cb)
 
 
@@ -273,7 +276,11 @@ def create_dialog(ctx, flags=None):
     dlgs.by_callid.setdefault(dlg.call_id, []).append(dlg)
     ctx.local_data["dialog"] = dlg
     ctx.local_data["dialog_dir"] = "downstream"
-    ctx.local_data.setdefault("tm_callbacks", []).append(_tm_callback(dlgs, dlg))
+    cb = _tm_callback(dlgs, dlg)
+    if ctx.tx is not None:  # created from tm's request-in (engage_media_proxy)
+        ctx.tx.callbacks.append(cb)
+    else:
+        ctx.local_data.setdefault("tm_callbacks", []).append(cb)
     for cb in dlgs.created_callbacks:
         cb(dlg, ctx)
     return 1

@@ -106,6 +106,7 @@ class TM:
         self.auto_100 = params["auto_inv_100"]
         self.reason_100 = params["auto_inv_100_reason"]
         self.disable_503 = bool(rt.config.get("disable_503_translation"))
+        self.request_in: list = []     # cb(ctx, tx) when a transaction is created
         self.server_txs: dict = {}     # matching key -> Transaction
         self.client: dict = {}         # our Via branch -> Branch
         self.stats = {"UAS_transactions": 0, "UAC_transactions": 0, "2xx_transactions": 0,
@@ -155,6 +156,8 @@ class TM:
         ctx.tx = tx
         self.stats["UAS_transactions"] += 1
         self.stats["inuse_transactions"] += 1
+        for cb in self.request_in:
+            cb(ctx, tx)
         if tx.method == "INVITE" and self.auto_100:
             self.reply(tx, 100, self.reason_100, local=True)
         return tx

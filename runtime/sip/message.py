@@ -101,6 +101,12 @@ class Header:
 class Message:
     """A parsed SIP request or reply. Build one with :meth:`parse`."""
 
+    # request defaults (a reply sets its own), saving stores on the hot path
+    is_request = True
+    status = 0
+    reason = ""
+    version = "SIP/2.0"
+    _err = 400
     # typed-value caches (class-level defaults; set on the instance when computed)
     _vias = None
     _via1 = None
@@ -131,7 +137,12 @@ class Message:
         first = data[:fl_end]
         if first[-1:] == b"\r":
             first = first[:-1]
-        self._start_line(first.decode(ENCODING, ERRORS))
+        first = first.decode(ENCODING, ERRORS)
+        m = _REQ_LINE_RE.fullmatch(first)
+        if m is not None:
+            self.method, self.ruri = m.groups()
+        else:
+            self._start_line(first)
         err = self._err
         if len(data) > MAX_MESSAGE_SIZE:
             raise SIPError(513 if err else None, "Message Too Large")
@@ -160,7 +171,6 @@ class Message:
                     fast = True
                     values = list(map(str.strip, values))
                     self._text = text
-                    self._ascii = len(text) == hdr_end - hstart
                     self._headers = None
                     body_start = p1 + 3
         if not fast:
@@ -277,7 +287,7 @@ class Message:
         if hs is None:
             hs = []
             pos = self._hdr_start
-            ascii_ = self._ascii
+            ascii_ = len(self._text) == self._hdr_end - pos
             for line, name, key, value in zip(self._text.split("\r\n"), self._names,
                                               self._keys, self._values):
                 ll = (len(line) if ascii_ else len(line.encode(ENCODING, ERRORS))) + 2
@@ -306,15 +316,6 @@ class Message:
             self.status = status
             self.reason = parts[2] if len(parts) == 3 else ""
             return
-        self.is_request = True
-        self._err = 400
-        self.status = 0
-        self.reason = ""
-        m = _REQ_LINE_RE.fullmatch(first)
-        if m is not None:
-            self.method, self.ruri = m.groups()
-            self.version = "SIP/2.0"
-            return
         parts = first.split(" ")
         if (len(parts) != 3 or _TOKEN_RE.fullmatch(parts[0]) is None
                 or _RURI_RE.fullmatch(parts[1]) is None):
@@ -331,7 +332,6 @@ class Message:
                 raise SIPError(400, "Bad request line")
         self.method = method
         self.ruri = ruri
-        self.version = "SIP/2.0"
 
     # -------------------------------------------------------------------- raw access
     def get(self, key: str) -> str | None:
