@@ -30,6 +30,7 @@ class ScenarioResult:
     report: str = ""                  # the explanation of a failure
     cov_data: Path | None = None
     cfg: Path | None = None
+    proxy_log: Path | None = None
 
     @property
     def status(self) -> str:
@@ -51,9 +52,9 @@ def run_scenario(path, logdir, *, coverage=False, proxy_args=()) -> ScenarioResu
         result.problem = f"cannot run this scenario: {e}"
     else:
         _clear_old_logs(logdir, scen)
-        result.cfg = scen.cfg
+        result.cfg, result.proxy_log = scen.cfg, logdir / "proxy.log"
         result.cov_data = logdir / "proxy.cov.json" if coverage else None
-        proxy = Proxy(scen.cfg, [scen.proxy_socket], logdir / "proxy.log",
+        proxy = Proxy(scen.cfg, [scen.proxy_socket], result.proxy_log,
                       cov_data=result.cov_data, args=proxy_args, cwd=scen.path)
         try:
             proxy.start()
@@ -84,13 +85,14 @@ def _clear_old_logs(logdir, scen):
 
 def explain(result: ScenarioResult) -> str:
     """Why the scenario failed: SIPp's exit codes and words, and the script lines taken."""
-    out = []
-    if result.problem:
-        out.append(result.problem)
+    failing = [a for a in result.agents if not a.ok]
+    out = [result.problem] if result.problem else []
+    if failing:
+        out.append("SIPp failed: " + ", ".join(
+            f"{a.agent.name} exit {a.returncode}" for a in failing))
     for agent in result.agents:
-        where = agent.agent.scen_file.relative_to(result.path) if agent.agent.scen_file \
-            else f"built-in {agent.agent.role}"
-        out.append(f"{agent.agent.name} ({where}): exit {agent.returncode}: {agent.meaning}")
+        script = _script_name(agent.agent, result.path)
+        out.append(f"{agent.agent.name} ({script}): exit {agent.returncode}: {agent.meaning}")
         if agent.ok:
             continue
         out += [f"  SIPp: {line}" for line in agent.errors()]
@@ -98,7 +100,6 @@ def explain(result: ScenarioResult) -> str:
         if table:
             out.append("  where the calls stopped:")
             out += [f"    {row}" for row in table]
-    failing = [a for a in result.agents if not a.ok]
     call_ids = []
     for agent in failing:
         call_ids += [c for c in agent.failing_call_ids() if c not in call_ids]
@@ -110,9 +111,20 @@ def explain(result: ScenarioResult) -> str:
     return "\n".join(out)
 
 
+def _script_name(agent, folder):
+    if agent.scen_file is None:
+        return f"built-in {agent.role}"
+    try:
+        return str(agent.scen_file.relative_to(folder))
+    except ValueError:
+        return str(agent.scen_file)
+
+
 def _script_path(result, call_ids):
-    log = (result.logdir / "proxy.log").read_text(errors="replace") \
-        if (result.logdir / "proxy.log").is_file() else ""
+    try:
+        log = result.proxy_log.read_text(errors="replace") if result.proxy_log else ""
+    except OSError:
+        log = ""
     out = []
     for call_id in call_ids:
         traces = parse_traces(log, call_id)

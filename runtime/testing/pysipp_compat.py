@@ -9,8 +9,9 @@ master but never released:
 - `imp` (removed in Python 3.12) and `distutils.spawn` (removed with distutils) get small
   stand-ins when missing.
 - `UserAgent.logdir = ...` raised "no settable public attribute '_logdir'".
-- pysipp logs agents' logs as warnings; with no handler of the application's, Python's
-  last-resort handler printed them on stderr: a NullHandler keeps them for those who ask.
+- pysipp logs whole SIPp log files as warnings (with the deprecated `Logger.warn`), which
+  Python's last-resort handler, or pytest's log capture, printed: its logger's level is
+  ERROR (lower it to see them); our failure reports carry what matters.
 - `netplug` bound its probe sockets on every interface and handed SIPp `-i 0.0.0.0`; it now
   uses the scenario's `local_host` (default 127.0.0.1).
 """
@@ -46,7 +47,7 @@ def load():
                 import pysipp
         finally:
             pluggy.PluginManager = original
-        logging.getLogger("pysipp").addHandler(logging.NullHandler())
+        _quiet_logger(logging.getLogger("pysipp"))
         _fix_logdir(pysipp.agent.UserAgent)
         _fix_netplug(pysipp)
         pysipp._cfgscript_compat = True
@@ -90,6 +91,11 @@ def _stub_removed_stdlib():
         spawn.find_executable = shutil.which
         distutils.spawn = spawn
         sys.modules.update({"distutils": distutils, "distutils.spawn": spawn})
+
+
+def _quiet_logger(logger):
+    logger.setLevel(logging.ERROR)
+    logger.warn = logger.warning
 
 
 def _fix_logdir(user_agent):

@@ -23,8 +23,7 @@ from .scenario import Agent
 
 EXIT_MEANINGS = {
     0: "all calls were successful",
-    1: "at least one call failed (SIPp 3.6 also exits 1 on an unreadable scenario file "
-       "or a bad option)",
+    1: "at least one call failed (or, SIPp 3.6, a bad scenario file or option)",
     97: "exit on internal command, or the global -timeout expired",
     99: "normal exit without any call processed",
     253: "RTP check failed",
