@@ -122,33 +122,29 @@ def find_param(params, name: str) -> str | None:
     return None
 
 
+_COMMA_SCAN = re.compile(r'"(?:[^"\\]|\\.)*+"|<[^>]*+>|[,"]', re.S)
+
+
 def split_commas(text: str, err=400) -> list[str]:
     """Split a header value at the commas that separate values: not inside a quoted string
     or an <...> URI. Elements are stripped; an empty element is a SIPError."""
+    if "," not in text:
+        s = text.strip(" \t")
+        if not s:
+            raise SIPError(err, "Empty list element")
+        return [s]
     if '"' not in text and "<" not in text:
         parts = text.split(",")
     else:
         parts = []
         start = 0
-        i = 0
-        n = len(text)
-        in_angle = False
-        while i < n:
-            c = text[i]
-            if c == '"' and not in_angle:
-                i += 1
-                while i < n and text[i] != '"':
-                    i += 2 if text[i] == "\\" else 1
-                if i >= n:
-                    raise SIPError(err, "Unterminated quoted string")
-            elif c == "<":
-                in_angle = True
-            elif c == ">":
-                in_angle = False
-            elif c == "," and not in_angle:
-                parts.append(text[start:i])
-                start = i + 1
-            i += 1
+        for m in _COMMA_SCAN.finditer(text):
+            g = m.group()
+            if g == ",":
+                parts.append(text[start:m.start()])
+                start = m.end()
+            elif g == '"':
+                raise SIPError(err, "Unterminated quoted string")
         parts.append(text[start:])
     out = [p.strip(" \t") for p in parts]
     if "" in out:
@@ -188,20 +184,22 @@ class Via:
     def parse(cls, text: str, err=400) -> "Via":
         m = _VIA_FULL.fullmatch(text)
         if m is None:
+            # not valid: find out what is wrong for the message (raises)
             m = _VIA_RE.match(text)
             if m is None:
                 raise SIPError(err, "Bad Via")
-            tail = None
-        else:
-            tail = m.group(6)
-        proto = m.group(1, 2, 3)
-        host, port = m.group(4, 5)
+            parse_params(text, m.end(), err)
+            raise SIPError(err, "Bad Via")
+        name, version, transport, host, port, tail = m.groups()
         self = cls.__new__(cls)
-        p = _PROTOCOLS.get(proto)
-        if p is None:
-            p = (f"{proto[0]}/{proto[1]}/{proto[2]}", proto[2].upper())
-            if len(_PROTOCOLS) < 64:
-                _PROTOCOLS[proto] = p
+        if name == "SIP" and version == "2.0":
+            p = _PROTOCOLS.get(transport)
+            if p is None:
+                p = (f"SIP/2.0/{transport}", transport.upper())
+                if len(_PROTOCOLS) < 32:
+                    _PROTOCOLS[transport] = p
+        else:
+            p = (f"{name}/{version}/{transport}", transport.upper())
         self.protocol, self.transport = p
         self.host = host
         if port is None:
@@ -211,10 +209,9 @@ class Via:
             if p > 65535:
                 raise SIPError(err, "Bad Via port")
             self.port = p
-        if tail is None:
-            self.params = parse_params(text, m.end(), err)  # raises with the reason
-        else:
-            self.params = _fast_params(tail) if tail else []
+        self.params = _fast_params(tail) if tail else []
+        if text[:1] in " \t" or text[-1:] in " \t":
+            text = text.strip(" \t")
         self.text = text
         return self
 

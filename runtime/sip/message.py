@@ -38,6 +38,7 @@ _DATE_RE = re.compile(
     r" ([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) GMT")
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_STREAM_CL_RE = re.compile(rb"(?im)^(?:content-length|l)[ \t]*+:([^\n]*+)")
 _MANDATORY = (("via", "Via"), ("from", "From"), ("to", "To"), ("call-id", "Call-ID"),
               ("cseq", "CSeq"))
 _SINGLE = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
@@ -368,6 +369,8 @@ class Message:
     def vias(self) -> list[Via]:
         """Every Via value, comma-separated ones split, top first."""
         v = self._vias
+        if v is None and self._keys.count("via") < 2:
+            v = self._vias = Via.parse_list(self._first["via"], self._err) if "via" in self._first else []
         if v is None:
             v = []
             err = self._err
@@ -454,6 +457,9 @@ class Message:
         return v
 
     def _name_addr_list(self, key):
+        n = self._keys.count(key)
+        if n < 2:
+            return NameAddr.parse_list(self._first[key], self._err) if n else []
         out = []
         err = self._err
         for k, val in zip(self._keys, self._values):
@@ -609,8 +615,8 @@ def stream_frame_length(buf) -> int | None:
         return None
     head = bytes(buf[i:end])
     cl = 0
-    for m in re.finditer(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(.*?)[ \t]*\r?$", head):
-        v = m.group(1)
+    for m in _STREAM_CL_RE.finditer(head):
+        v = m.group(1).strip(b" \t\r")
         if not v.isdigit() or len(v) > 10:
             raise SIPError(None, "Bad Content-Length")
         cl = int(v)
