@@ -2,8 +2,9 @@
 
 Supported: block mappings and sequences (a sequence may sit at its key's indentation),
 `- key: value` items, plain, 'single' and "double" quoted scalars, one-line flow lists and
-maps of scalars (`[a, b]`, `{a: 1}`), `#` comments, a leading `---`. Scalars are typed as
-YAML 1.2's core schema does: null/~, true/false, integers, floats, else strings.
+maps of scalars (`[a, b]`, `{a: 1}`), `#` comments, a leading `---`. Plain scalars are
+typed as PyYAML (which SIPssert uses) types them: null/~, true/false/yes/no/on/off,
+decimal integers, floats with a dot, else strings.
 Anything else (anchors, tags, block scalars `|`/`>`, several documents) is an error with
 the line number, never a silent misreading.
 """
@@ -25,6 +26,8 @@ class _Line:
     number: int
 
 
+_BOOLS = {form: value for value, words in ((True, "true yes on"), (False, "false no off"))
+          for word in words.split() for form in (word, word.title(), word.upper())}
 _INT = re.compile(r"[-+]?[0-9]+$")
 _FLOAT = re.compile(r"[-+]?([0-9]+\.[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$")
 
@@ -208,10 +211,8 @@ def _scalar(text, line):
         return text[1:-1].replace("''", "'")
     if text in ("~", "null", "Null", "NULL"):
         return None
-    if text in ("true", "True", "TRUE"):
-        return True
-    if text in ("false", "False", "FALSE"):
-        return False
+    if text in _BOOLS:
+        return _BOOLS[text]
     if _INT.match(text):
         return int(text)
     if _FLOAT.match(text):

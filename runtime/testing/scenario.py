@@ -2,16 +2,17 @@
 
     <dir>/opensips.cfg          the script under test
     <dir>/scripts/uas*.xml      SIPp servers (started first, in name order)
-    <dir>/scripts/uac*.xml      SIPp clients
+    <dir>/scripts/uac*.xml      SIPp clients (at least one)
     <dir>/scenario.yml          optional: the tasks, as SIPssert writes them
     <dir>/defines.yml           optional: values for {{ name }} in scenario.yml (also read
                                 from the parent folder, the test set)
 
-Without scenario.yml the folder runs its scripts (SIPp's built-in uac/uas if there are
-none) against the proxy. With it, the tasks of type `opensips`, `uas-sipp` and `uac-sipp`
-are run; the SIPp keys understood are `config_file`, `remote`, `proxy`, `username`,
-`password`, `service`/`destination`, `caller`, `port`, `keys`, `calls`, `duration` and
-`require` (started/after/ready/delay/wait). Anything else is an error, not ignored.
+Without scenario.yml the folder runs its scripts against the proxy. With it, the tasks
+of type `opensips`, `uas-sipp` and `uac-sipp` are run; the SIPp keys understood are
+`config_file`, `remote`, `proxy`, `username`, `password`, `service`/`destination`,
+`caller`, `port`, `keys`, `calls`, `duration` and `require` (started/after/ready/delay/
+wait); a SIPp task without `config_file` runs SIPp's built-in uac or uas. Anything else
+is an error, not ignored. Unlike SIPssert, `duration` has no default (SIPp's: 0 ms).
 
 Every role has its own loopback address: the proxy listens on udp:proxy_ip:5060, the
 i-th UAS on uas_ip:5080+i, the i-th UAC on uac_ip:5070+i. A UAC sends everything to the
@@ -115,8 +116,8 @@ def _from_folder(path, roles):
              for p in _scripts(path, "uas")]
     specs += [("uac", {"config_file": str(p.relative_to(path)), "name": p.stem})
               for p in _scripts(path, "uac")]
-    if not specs:
-        specs = [("uas", {"name": "uas"}), ("uac", {"name": "uac"})]
+    if not any(role == "uac" for role, _ in specs):
+        raise ScenarioError(f"{path}: no scripts/uac*.xml and no scenario.yml")
     return Scenario(path.name, path, cfg, roles, _agents(path, roles, specs, "opensips"))
 
 
@@ -127,10 +128,13 @@ def _from_yaml(path, roles, data, yml):
     tasks = data.get("tasks") or []
     if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
         raise ScenarioError(f"{yml}: 'tasks' must be a list of mappings")
-    cfg, proxy_name, specs = path / "opensips.cfg", "opensips", []
+    cfg, proxy_name, specs, names = path / "opensips.cfg", "opensips", [], set()
     for n, task in enumerate(tasks, 1):
         kind = task.get("type")
         name = str(task.get("name") or f"{kind}-{n}")
+        if name in names:
+            raise ScenarioError(f"{yml}: two tasks named {name!r}")
+        names.add(name)
         if kind == "opensips":
             _check_keys(task, {"config_file", "require"}, name, yml)
             cfg, proxy_name = path / task.get("config_file", "opensips.cfg"), name
@@ -142,6 +146,8 @@ def _from_yaml(path, roles, data, yml):
                                 "(supported: opensips, uas-sipp, uac-sipp)")
     if not cfg.is_file():
         raise ScenarioError(f"{yml}: {cfg} not found")
+    if not specs:
+        raise ScenarioError(f"{yml}: no uas-sipp or uac-sipp task")
     specs.sort(key=lambda s: s[0] != "uas")         # stable: servers first, file order kept
     timeout = float(data.get("timeout") or DEFAULT_TIMEOUT)
     return Scenario(path.name, path, cfg, roles, _agents(path, roles, specs, proxy_name),
