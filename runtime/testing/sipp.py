@@ -93,15 +93,22 @@ class AgentResult:
                 rows.append(line.rstrip())
         return rows
 
+    def call_ids(self) -> list[str]:
+        """Every Call-ID in the agent's message trace."""
+        return _call_ids(self.read("messages"))
+
     def failing_call_ids(self) -> list[str]:
         """Call-IDs named in SIPp's error log, else every Call-ID the agent traced."""
-        text = self.read("errors") or self.read("messages")
-        ids = []
-        for m in _CALL_ID.finditer(text):
-            cid = m.group(1) or m.group(2)
-            if cid not in ids:
-                ids.append(cid)
-        return ids
+        return _call_ids(self.read("errors")) or self.call_ids()
+
+
+def _call_ids(text):
+    ids = []
+    for m in _CALL_ID.finditer(text):
+        cid = m.group(1) or m.group(2)
+        if cid not in ids:
+            ids.append(cid)
+    return ids
 
 
 class _Launcher:

@@ -94,7 +94,8 @@ def test_coverage_of_the_sample_merges_scenarios_of_the_same_cfg(make_scenario, 
     options = make_scenario("options", {
         "scripts/uac-options.xml": DATA / "uac-options.xml",
         "scenario.yml": f"tasks:\n  - {{name: OpenSIPS, type: opensips, config_file: {CFG}}}\n"
-                        "  - {name: uac, type: uac-sipp, config_file: scripts/uac-options.xml}\n"})
+                        "  - {name: uac, type: uac-sipp,"
+                        " config_file: scripts/uac-options.xml}\n"})
     html = tmp_path / "html"
     assert main([str(STATELESS), str(options), "--coverage", "--cov-html", str(html),
                  "--logs", str(tmp_path / "logs")]) == 0
