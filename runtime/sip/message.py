@@ -82,7 +82,7 @@ class Header:
 
     ``name`` as written (without the blanks before ':'), ``key`` the canonical lowercase
     full name, ``value`` the body with folded lines joined by one space and surrounding
-    blanks stripped, ``start``/``end`` the byte offsets of the whole line (continuation
+    whitespace stripped (``str.strip()``, the same on every path), ``start``/``end`` the byte offsets of the whole line (continuation
     lines and line terminator included) in ``Message.raw``.
     """
 
@@ -262,7 +262,7 @@ class Message:
             if c0 == " " or c0 == "\t":
                 if h is None:
                     raise SIPError(err, "Continuation line before any header")
-                more = line.strip(" \t")
+                more = line.strip()
                 if more:
                     h.value = f"{h.value} {more}" if h.value else more
                 pos += ll
@@ -276,7 +276,7 @@ class Message:
                 name = name.rstrip(" \t")
             if token_match(name) is None:
                 raise SIPError(err, "Bad header name")
-            h = Header(name, _key(name), line[colon + 1:].strip(" \t"), pos, pos + ll)
+            h = Header(name, _key(name), line[colon + 1:].strip(), pos, pos + ll)
             pos += ll
             headers.append(h)
         return hdr_end, body_start, headers

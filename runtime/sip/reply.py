@@ -17,6 +17,7 @@ from .message import Message
 __all__ = ["make_reply", "make_to_tag", "via_received_params", "reply_destination"]
 
 _TAG_RE = re.compile(r";[ \t]*tag[ \t]*=", re.I)
+_CL_LINE_RE = re.compile(r"(?:content-length|l)[ \t]*:", re.I)
 
 
 def make_to_tag(msg: Message) -> str:
@@ -40,7 +41,7 @@ def make_reply(req: Message, code: int, reason: str, *, to_tag: str | None = Non
                headers=(), body: bytes = b"", server: str | None = None,
                via1: str | None = None) -> bytes:
     """The bytes of a reply to ``req``. ``headers``: extra header lines (Contact,
-    Content-Type, Allow...); ``via1``: a replacement for the top Via value (normally
+    Content-Type, Allow...; a Content-Length among them is ignored); ``via1``: a replacement for the top Via value (normally
     ``via_received_params(req.via1, ...)``). A To tag (``to_tag`` or :func:`make_to_tag`)
     is added when the To has none and ``code`` > 100."""
     if not req.is_request:
@@ -81,7 +82,7 @@ def make_reply(req: Message, code: int, reason: str, *, to_tag: str | None = Non
         out.append(f"Server: {server}\r\n")
     for line in headers:
         line = line.rstrip("\r\n")
-        if line:
+        if line and _CL_LINE_RE.match(line) is None:  # we write Content-Length ourselves
             out.append(line + "\r\n")
     if isinstance(body, str):
         body = body.encode(ENCODING, ERRORS)

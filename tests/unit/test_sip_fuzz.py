@@ -87,6 +87,12 @@ def check_structure(m: Message):
         assert line.decode("utf-8", "surrogateescape").startswith(h.name)
         pos = h.end
     assert pos == m._hdr_end <= m._body_start <= len(m.raw)
+    # differential: the careful scanner sees exactly what the fast path saw
+    fl_end = m._hdr_start - 1
+    hdr_end, body_start, slow = Message._slow_headers(m.raw, fl_end, m.raw.find(b"\n\r\n", fl_end), 400)
+    assert (hdr_end, body_start) == (m._hdr_end, m._body_start)
+    assert [(h.name, h.key, h.value, h.start, h.end) for h in slow] == \
+        [(h.name, h.key, h.value, h.start, h.end) for h in m.headers]
     assert m.raw[m._body_start:] == m.body
     assert len(m.get_all("via")) == m.count("via")
 

@@ -53,13 +53,15 @@ def test_extra_headers_body_server_via1():
     req = Message.parse(REQ)
     via1 = via_received_params(req.via1, "203.0.113.7", 5070, force_rport=True)
     raw = make_reply(req, 200, "OK", to_tag="x", headers=["Contact: <sip:bob@192.0.2.2>",
-                                                          "Content-Type: text/plain\r\n"],
+                                                          "Content-Type: text/plain\r\n",
+                                                          "Content-Length: 99", "l: 7"],
                      body=b"hello", server="cfgscript", via1=via1)
     r = Message.parse(raw)
     assert r.vias[0].received == "203.0.113.7" and r.vias[0].rport == "5070"
     assert [v.branch for v in r.vias] == ["z9hG4bKp1", "z9hG4bKa1", "z9hG4bKa0"]
     assert r.get("server") == "cfgscript" and r.get("contact") == "<sip:bob@192.0.2.2>"
     assert r.body == b"hello" and r.content_length == 5 and r.content_type == "text/plain"
+    assert r.count("content-length") == 1
     with pytest.raises(ValueError):
         make_reply(req, 99, "x")
     with pytest.raises(ValueError):
