@@ -19,6 +19,7 @@ from runtime.sip.edits import Edits, build_reply, build_request
 from runtime.sip.headers import SIPError
 from runtime.sip.message import Message
 from runtime.sip.reply import make_reply, make_to_tag, reply_destination, via_received_params
+from runtime.sip import transaction
 from runtime.sip.transaction import (INVITE_CLIENT, INVITE_SERVER, NON_INVITE_CLIENT,
                                      NON_INVITE_SERVER, Machine, response_class)
 
@@ -48,7 +49,8 @@ class Branch:
         method = tx.method
         self.machine = Machine(INVITE_CLIENT if method == "INVITE" else NON_INVITE_CLIENT,
                                reliable, B=tx.fr_timeout, F=tx.fr_timeout)
-        self.timers = {}
+        self.timers = {}               # the machine's timers
+        self.fr_timer = None           # tm's own: fr_inv_timeout once it rang (RFC timer C)
         self.reply_edits = None        # what the onreply route (and callbacks) changed
 
     def edits_for_reply(self, msg) -> Edits:
@@ -325,14 +327,16 @@ class TM:
         b.status = code
         if code < 200:
             b.provisional = True
-            if tx.method == "INVITE":
-                self._restart_fr(b, tx.fr_inv_timeout)
+            if tx.method == "INVITE" and not b.final:
+                self._arm_fr_inv(b, tx.fr_inv_timeout)
             if b.cancel_pending or tx.cancelled:
                 self._cancel_branch(b)
             if code > 100 and not tx.final_sent:
                 self.reply(tx, code, msg.reason, local=False, msg=msg, branch=b)
             return
         b.final = True
+        if b.fr_timer is not None:
+            b.fr_timer.cancel()
         if 200 <= code < 300:
             tx.winner = b
             self.reply(tx, code, msg.reason, local=False, msg=msg, branch=b)
@@ -433,6 +437,13 @@ class TM:
         b.cancelled = True
         data = _cancel_bytes(b)
         self.rt.server.send(b.sock, b.dst, data)
+        # RFC 3261 9.1: no final reply 64*T1 after the CANCEL: the INVITE is over
+        self.rt.server.loop.call_later(64 * transaction.T1, self._give_up, b)
+
+    def _give_up(self, b):
+        if b.machine.state != "terminated":
+            b.machine.state = "terminated"
+            self._apply(b, b.machine, [("stop_all", None), ("terminated", None)], b)
 
     def ack(self, ctx) -> int:
         """An ACK from upstream. Hop-by-hop (to our non-2xx final): absorbed, 0 = handled."""
@@ -505,15 +516,11 @@ class TM:
             import traceback
             self.rt.log.error("tm timer failed:\n" + traceback.format_exc(), "tm")
 
-    def _restart_fr(self, b, interval):
-        """OpenSIPS: fr_inv_timeout replaces timer B once the INVITE got a provisional."""
-        if "B" in b.machine.running:
-            h = b.timers.pop("B", None)
-            if h is not None:
-                h.cancel()
-            b.machine.running["B"] = interval
-            b.timers["B"] = self.rt.server.loop.call_later(interval, self._timer, b,
-                                                           b.machine, "B")
+    def _arm_fr_inv(self, b, interval):
+        """OpenSIPS's fr_inv_timeout: from the (last) provisional to the final reply."""
+        if b.fr_timer is not None:
+            b.fr_timer.cancel()
+        b.fr_timer = self.rt.server.loop.call_later(interval, self._branch_timeout, b)
 
     def _terminated(self, obj):
         if isinstance(obj, Transaction):

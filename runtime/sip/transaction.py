@@ -30,7 +30,7 @@ def response_class(code: int) -> str:
 # interval (capped at T2 for E and G). Events missing from a state are ignored.
 INVITE_CLIENT = {
     "calling": {
-        "1xx": ("proceeding", [("stop", "A"), "to_tu"]),
+        "1xx": ("proceeding", [("stop", "A"), ("stop", "B"), "to_tu"]),
         "2xx": ("terminated", [("stop", "A"), ("stop", "B"), "to_tu"]),
         "300-699": ("completed", [("stop", "A"), ("stop", "B"), "send_ack", "to_tu",
                                   ("start", "D")]),
@@ -38,11 +38,10 @@ INVITE_CLIENT = {
         "timer_B": ("terminated", ["timeout"]),
         "transport_error": ("terminated", ["transport_error"]),
     },
-    "proceeding": {
+    "proceeding": {  # no timer here: a proxy bounds this state itself (timer C)
         "1xx": ("proceeding", ["to_tu"]),
-        "2xx": ("terminated", [("stop", "B"), "to_tu"]),
-        "300-699": ("completed", [("stop", "B"), "send_ack", "to_tu", ("start", "D")]),
-        "timer_B": ("terminated", ["timeout"]),
+        "2xx": ("terminated", ["to_tu"]),
+        "300-699": ("completed", ["send_ack", "to_tu", ("start", "D")]),
     },
     "completed": {
         "300-699": ("completed", ["send_ack"]),
