@@ -4,9 +4,9 @@ pysipp renders each agent's command line and runs them with its PopenRunner (whi
 the others with SIGUSR1 when one fails). Its runner starts agents 1/300 s apart with no
 readiness check, so we give it a launcher that starts each agent when its `require` says
 (after the agents it waits for have ended, `wait` seconds later) and holds the next one
-until a UAS is bound (seen in /proc/net/udp). Every agent runs with SIPp's own -timeout,
-pysipp's runner with a slightly longer one, and anything still alive after that is killed
-by pid.
+until a UAS is bound (seen in /proc/net/udp). Every agent runs with SIPp's own -timeout;
+as that does not end a call stuck waiting for a message, an agent still alive shortly
+after it is stopped by pid (SIGUSR2 for its screen, SIGTERM, then SIGKILL).
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ _NOISE = ("Failed to delete FD from epoll", "Resolving remote host", "There were
 _EVENT = re.compile(r"^\d{4}-\d\d-\d\d\t[\d:.]+\t[\d.]+: ", re.M)
 _CALL_ID = re.compile(r"Call-I[dD]\s*'([^']+)'|^(?:Call-ID|i)\s*:\s*(\S+)", re.M | re.I)
 READY_TIMEOUT = 2.0
+GRACE = 2.0          # seconds past SIPp's own -timeout before we stop an agent
 LOG_KINDS = ("messages", "errors", "screen", "actions", "stderr")   # <agent>.<kind>.log
 
 
@@ -160,7 +161,7 @@ def _user_agent(pysipp, agent: Agent, logdir: Path, timeout: float):
 
 
 def run_agents(agents: list[Agent], logdir, timeout: float, cwd) -> tuple[list[AgentResult], str]:
-    """Run `agents` (in order) to completion; returns their results and a note on timeouts."""
+    """Run `agents` (in order) to completion; returns their results and a note on overtime."""
     pysipp = pysipp_compat.load()
     logdir = Path(logdir)
     built = [_user_agent(pysipp, a, logdir, timeout) for a in agents]
@@ -169,17 +170,15 @@ def run_agents(agents: list[Agent], logdir, timeout: float, cwd) -> tuple[list[A
         defaults=dict(rate=None, limit=None, recv_timeout=None, call_count=None,
                       logdir=str(logdir)))
     commands = [ua.render() for ua in scen.prepare()]
-    launcher = _Launcher(agents, str(cwd), time.monotonic() + timeout)
+    deadline = time.monotonic() + timeout
+    launcher = _Launcher(agents, str(cwd), deadline)
     runner = pysipp.launch.PopenRunner(subprocmod=launcher)
-    note = ""
     try:
-        scen(block=True, timeout=timeout + 5, runner=runner, raise_exc=True)
+        finalize = scen(block=False, runner=runner)
+        overtime = _stop_overtime(launcher.procs, deadline + GRACE)
+        finalize(timeout=GRACE, raise_exc=True)
     except pysipp.SIPpFailure:
         pass                                  # the exit codes tell
-    except pysipp.launch.TimeoutError:
-        note = f"the agents were still running after {timeout + 5:.0f}s and were stopped"
-    except RuntimeError as e:                 # pysipp could not stop them with SIGUSR1
-        note = str(e)
     finally:
         for proc in launcher.procs.values():
             if proc.poll() is None:
@@ -192,4 +191,27 @@ def run_agents(agents: list[Agent], logdir, timeout: float, cwd) -> tuple[list[A
         if streams and streams.stderr:
             files["stderr"].write_bytes(streams.stderr)
         results.append(AgentResult(agent, proc.returncode if proc else None, command, files))
+    note = ""
+    if overtime:
+        note = (f"{', '.join(overtime)} still running {timeout + GRACE:.0f}s after the start "
+                "(a call waiting for a message that never came: SIPp's -timeout does not end "
+                "it); stopped with SIGTERM")
     return results, note
+
+
+def _stop_overtime(procs, deadline) -> list[str]:
+    """Wait for the agents until `deadline`; stop the others (screen dumped first)."""
+    overtime = []
+    for name, proc in procs.items():
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            overtime.append(name)
+            proc.send_signal(signal.SIGUSR2)  # SIPp writes its screen file
+            time.sleep(0.3)
+            proc.terminate()
+            try:
+                proc.wait(GRACE)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return overtime

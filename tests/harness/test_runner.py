@@ -4,6 +4,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from datetime import datetime
 
 import pytest
@@ -152,3 +153,20 @@ def test_a_scenario_that_cannot_run_is_a_failure_not_a_crash(make_scenario, tmp_
     assert "cannot run this scenario: " in out and "unsupported task type 'mysql'" in out
     assert out.endswith("0 passed, 1 failed in " + out.rsplit(" in ", 1)[1])
     assert main([str(tmp_path / "nothing-here")]) == 2
+
+
+def test_a_call_stuck_waiting_is_stopped_and_explained(make_scenario, tmp_path, capsys):
+    """SIPp's -timeout does not end a call waiting for a message: the runner stops it."""
+    make_scenario("stuck", {
+        "opensips.cfg": CFG, "uas.xml": DATA / "uas-waits-for-ack.xml",
+        "uac.xml": DATA / "uac-invite-only.xml",
+        "scenario.yml": "timeout: 1\ntasks:\n"
+                        "  - {name: uas, type: uas-sipp, config_file: uas.xml}\n"
+                        "  - {name: uac, type: uac-sipp, config_file: uac.xml}\n"})
+    started = time.monotonic()
+    assert main([str(tmp_path), "--logs", str(tmp_path / "logs")]) == 1
+    assert time.monotonic() - started < 8
+    out = capsys.readouterr().out
+    assert "  uas still running 3s after the start (a call waiting for a message" in out
+    assert "  uas (uas.xml): exit 97: exit on internal command, or the global -timeout" in out
+    assert re.search(r"----------> ACK +0 ", out)       # the screen SIPp dumped on SIGUSR2
