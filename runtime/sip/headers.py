@@ -77,6 +77,9 @@ def _fast_params(tail: str) -> list[tuple[str, str | None]]:
     """Parameters of a tail already validated by a regex containing _PARAMS."""
     if " " in tail or "\t" in tail or '"' in tail:
         return [(k, v if v else None) for k, v in _PARAM_RE.findall(tail)]
+    if ";" not in tail[1:]:
+        k, sep, v = tail[1:].partition("=")
+        return [(k, v if sep else None)]
     out = []
     for p in tail[1:].split(";"):
         k, sep, v = p.partition("=")

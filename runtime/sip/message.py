@@ -31,6 +31,7 @@ MAX_MESSAGE_SIZE = 65535
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _REQ_LINE_RE = re.compile(
     r"([A-Za-z0-9\-.!%*_+`'~]++) ([A-Za-z][A-Za-z0-9+\-.]*+:[^\x00-\x20\x7f<>\"]++) SIP/2\.0")
+_CSEQ_RE = re.compile(r"([0-9]{1,10}+)[ \t]++([A-Za-z0-9\-.!%*_+`'~]++)")
 _RURI_RE = re.compile(r'[A-Za-z][A-Za-z0-9+\-.]*:[^\x00-\x20\x7f<>"]+')
 _VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+", re.I)
 _DATE_RE = re.compile(
@@ -444,14 +445,12 @@ class Message:
             v = self._first.get("cseq")
             if v is None:
                 raise SIPError(self._err, "Missing CSeq")
-            parts = v.split()
-            if len(parts) != 2:
+            m = _CSEQ_RE.fullmatch(v)
+            if m is None:
                 raise SIPError(self._err, "Bad CSeq")
-            num, method = parts
-            if not (num.isascii() and num.isdigit()) or len(num) > 10:
-                raise SIPError(self._err, "Bad CSeq")
+            num, method = m.groups()
             n = int(num)
-            if n > 0xFFFFFFFF or _TOKEN_RE.fullmatch(method) is None:
+            if n > 0xFFFFFFFF:
                 raise SIPError(self._err, "Bad CSeq")
             v = self._cseq = (n, method)
         return v

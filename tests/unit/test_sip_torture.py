@@ -7,7 +7,15 @@ by design: a proxy that never reads a header never fails on it, as in OpenSIPS).
 when a request line was readable, None (drop) for replies.
 
 Where we are deliberately lenient (the message parses and a proxy may relay it) the test
-says so and why; each of those still has a precise check that fails.
+says so and why; each of those still has a precise check that fails:
+
+* baddate -- parses; only ``msg.date`` rejects the non-GMT zone (a proxy ignores Date);
+* bcast   -- a well-formed 200 OK; ``reply_destination`` refuses the broadcast Via;
+* bext01  -- well formed; ``check_proxy_require`` gives the 420 (semantics, not syntax).
+
+Everything else in RFC 4475 3.1.2 is rejected, including the cases the RFC only calls
+"acceptable to reject" (lwsstart, trws, escruri, badaspec, regbadct, mismatch02 as 400
+rather than 501).
 """
 import pathlib
 
@@ -153,8 +161,8 @@ def access_error(name, fn):
     ("ltgtruri", 400),   # <sip:...> as Request-URI
     ("lwsruri", 400),    # blank inside the Request-URI
     ("lwsstart", 400),   # two SP between start-line elements (RFC: "acceptable to reject";
-                         # OpenSIPS skips them, we are strict: a forwarded request must not
-                         # carry them anyway)
+                         # a liberal element may skip them -- we are strict: the start line
+                         # is the one thing we must read exactly)
     ("trws", 400),       # SP after SIP-Version (same reasoning as lwsstart)
     ("badvers", 505),    # SIP/7.0
 ])
@@ -186,7 +194,8 @@ def test_badinv01_contact_too():
 
 
 def test_scalar02_max_forwards():
-    # Max-Forwards: 300 -- out of range; OpenSIPS's maxfwd rejects it as well
+    # Max-Forwards: 300 -- out of range. RFC 4475 allows treating it as absent; we reject it
+    # (the CSeq of this message is out of range too, so it is a 400 either way)
     assert access_error("scalar02", lambda m: m.max_forwards).status == 400
 
 
@@ -198,8 +207,8 @@ def test_scalarlg_reply_is_dropped():
 
 def test_baddate_lenient_parse_strict_accessor():
     # Deliberately lenient: the message parses and passes check_mandatory, because RFC 4475
-    # says an element should not reject it unless the Date matters to it, and OpenSIPS
-    # never looks at Date. Reading the Date (msg.date) is strict: only GMT is allowed.
+    # says an element should not reject it unless the Date matters to it, and a proxy does
+    # not use Date. Reading the Date (msg.date) is strict: only GMT is allowed.
     m = Message.parse(load("baddate"))
     m.check_mandatory()
     with pytest.raises(SIPError) as ei:
@@ -222,8 +231,8 @@ def test_bcast_reply_routing():
 
 def test_bext01_proxy_require():
     # Syntactically valid; the error is semantic (RFC 3261 16.3 step 5): a proxy that does
-    # not support the Proxy-Require options answers 420 with Unsupported. (OpenSIPS itself
-    # does not check Proxy-Require; the runtime decides whether to call this.)
+    # not support the Proxy-Require options answers 420 with Unsupported. Parsing is lenient
+    # (the message is well formed); whether to enforce it is the runtime's choice.
     m = Message.parse(load("bext01"))
     read_everything(m)
     with pytest.raises(SIPError) as ei:
