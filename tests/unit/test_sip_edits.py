@@ -241,3 +241,20 @@ def test_edits_on_lf_and_folded_messages():
     m2 = apply(m, e)
     assert m2.get("subject") is None and m2.get("x") == "1" and m2.call_id == "c"
     assert e.changed and not Edits(m).changed and not Edits(m).body_changed
+
+
+def test_copy_is_independent():
+    # Edits.copy() (per-branch changes on top of the request's, added for tm)
+    m = Message.parse(REQ)
+    base = Edits(m)
+    base.add_header("X-Base: 1")
+    branch = base.copy()
+    branch.add_header("X-Branch: 1")
+    branch.replace_header(m.get_header("max-forwards"), "Max-Forwards: 5")
+    branch.replace_range(0, 3, "v=7")
+    branch.set_ruri("sip:elsewhere@x")
+    assert apply(m, base).get("x-branch") is None and apply(m, base).max_forwards == 70
+    assert apply(m, base).ruri == "sip:bob@example.com" and apply(m, base).body == SDP
+    b = apply(m, branch)
+    assert (b.get("x-base"), b.get("x-branch"), b.max_forwards) == ("1", "1", 5)
+    assert b.ruri == "sip:elsewhere@x" and b.body.startswith(b"v=7")

@@ -320,3 +320,12 @@ def test_stream_frame_length():
         stream_frame_length(b"INVITE sip:x SIP/2.0\r\nX: " + b"a" * (MAX_MESSAGE_SIZE + 1))
     with pytest.raises(SIPError):
         stream_frame_length(msg("Call-ID: c", f"Content-Length: {MAX_MESSAGE_SIZE + 1}", cl=False))
+
+
+def test_check_present():
+    # Message.check_present(): the cheap per-request check (presence only)
+    Message.parse(msg(*BASIC)).check_present()
+    Message.parse(msg(*BASIC[:5], "CSeq: garbage")).check_present()  # values not parsed
+    with pytest.raises(SIPError) as ei:
+        Message.parse(msg(*BASIC[1:])).check_present()
+    assert (ei.value.status, ei.value.reason) == (400, "Missing Via")
