@@ -49,6 +49,8 @@ class FileCoverage:
             "branches": len(self.branches),
             "branches_taken": sum(1 for h in self.branches.values() if h),
             "missing": [ln for ln in self.statement_lines() if self.state(ln) == "miss"],
+            "untaken": [f"{ln}:{kind}" for (ln, kind), h in sorted(self.branches.items())
+                        if not h and self.state(ln) == "partial"],
         }
 
 
@@ -91,14 +93,16 @@ def _pct(part, whole):
 
 
 def summary_text(files: dict[str, FileCoverage], relative_to=None) -> str:
-    """A terminal table: lines and branches covered per cfg file, and the lines never run."""
-    rows = [("cfg file", "lines", "", "branches", "", "never run")]
+    """A terminal table per cfg file: lines and branches covered, the lines never run and
+    the branches never taken on lines that ran (13:then: the then-branch of the if at 13)."""
+    rows = [("cfg file", "lines", "", "branches", "", "never run; branches never taken")]
     for path, fc in files.items():
         s = fc.summary()
         rows.append((_display(path, relative_to), f"{s['lines_run']}/{s['lines']}",
                      _pct(s["lines_run"], s["lines"]),
                      f"{s['branches_taken']}/{s['branches']}",
-                     _pct(s["branches_taken"], s["branches"]), _ranges(s["missing"])))
+                     _pct(s["branches_taken"], s["branches"]),
+                     "; ".join(filter(None, [_ranges(s["missing"]), ", ".join(s["untaken"])]))))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5]
                      for r in rows).rstrip() + "\n"

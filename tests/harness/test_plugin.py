@@ -80,6 +80,7 @@ def test_scenario_folders_are_items_and_cfg_cov_reports(make_scenario, tmp_path)
     bad = text.split("___ scenario bad ___")[1]
     assert "received 'SIP/2.0 404 Not Found" in bad
     assert '\n    opensips.cfg:24: sl_send_reply(404, "Not Found");\n' in bad
-    assert re.search(r"^\S*/opensips.cfg +8/12 +66% +4/6 +66% +14-15, 28-29$", text, re.M)
+    assert re.search(r"^\S*/opensips.cfg +8/12 +66% +4/6 +66% +14-15, 28-29; 13:then, 23:else$",
+                     text, re.M)
     assert (tmp_path / "htmlcov-cfg" / "index.html").is_file()
     assert (tmp_path / "cfgscript-test-logs" / "bad" / "uac.errors.log").is_file()

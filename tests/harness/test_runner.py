@@ -101,8 +101,8 @@ def test_coverage_of_the_sample_merges_scenarios_of_the_same_cfg(make_scenario, 
     assert main([str(STATELESS), str(options), "--coverage", "--cov-html", str(html),
                  "--logs", str(tmp_path / "logs")]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^\S*samples/stateless/opensips.cfg +10/12 +83% +5/6 +83% +14-15$", out,
-                     re.M), out
+    assert re.search(r"^\S*samples/stateless/opensips.cfg +10/12 +83% +5/6 +83% +14-15; 13:then$",
+                     out, re.M), out
     cov = json.loads((html / "coverage.json").read_text())["files"][str(CFG)]
     lines = cov["lines"]
     assert {n: lines[n] for n in ("12", "19", "20", "24", "29")} == dict.fromkeys(
