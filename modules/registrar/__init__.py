@@ -25,12 +25,17 @@ exports = Module(
         Param("expires_max_deviation", int, 0), Param("max_username_len", int, 64),
         Param("max_domain_len", int, 64), Param("max_aor_len", int, 256),
         Param("max_contact_len", int, 255), Param("gruu_secret", str, None),
-        Param("disable_gruu", int, 1), Param("pn_enable", int, 0),
+        Param("disable_gruu", int, 1),
+        *[Param(n, t, d) for n, t, d in (
+            ("pn_enable", int, 0), ("pn_providers", str, None),
+            ("pn_ct_match_params", str, None), ("pn_pnsreg_interval", int, 130),
+            ("pn_trigger_interval", int, 120), ("pn_skip_pn_interval", int, 0),
+            ("pn_refresh_timeout", int, 6), ("pn_enable_purr", int, 0))],
         # 1.x names, still found in scripts: defaults for save/lookup flags
         Param("append_branches", int, 1), Param("method_filtering", int, 0),
         Param("use_path", int, 0), Param("path_mode", int, 2),
         Param("path_use_received", int, 0), Param("gruu_enabled", int, 0),
-        Param("aor_avp", str, None),
+        Param("aor_avp", str, None), Param("nat_flag", (int, str), None),
     ],
     functions=[
         Func("save", "save", [Arg(STATIC, name="domain"),
@@ -91,8 +96,9 @@ class State:
         self.p = p
         self.received_avp = _avp(p["received_avp"])
         self.attr_avp = _avp(p["attr_avp"])
-        flag = p["tcp_persistent_flag"]
-        self.tcp_persistent = rt.flag_names.bit(flag) if flag not in (None, "", -1) else None
+        self.nat_flag = _flag(rt, p["nat_flag"])          # 1.x: a message flag
+        if p["pn_enable"]:
+            rt.log.warning("SIP push notifications (pn_enable) are not supported", "registrar")
         self.default_save = SaveFlags(
             max_contacts=p["max_contacts"],
             path=({0: "off", 1: "lazy"}.get(p["path_mode"], "strict") if p["use_path"] else None),
@@ -119,6 +125,10 @@ class State:
 
 def _avp(text):
     return bind(parse_pv_text(text), PVS) if text else None
+
+
+def _flag(rt, name):
+    return rt.flag_names.bit(name) if name not in (None, "", -1) else None
 
 
 def init(rt):
@@ -286,8 +296,10 @@ def _binding(ctx, na: NameAddr, aor, default_exp, flags, callid, cseq, now):
     socket = str(ctx.socket) if ctx.socket is not None else None
     if flags.socket_header and p["sock_hdr_name"]:
         socket = (msg.get(p["sock_hdr_name"]) or socket or "").strip() or None
+    nat = st.nat_flag is not None and ctx.flags >> st.nat_flag & 1
     return ul.Contact(aor=aor, uri=na.uri, expires=exp, q=q, callid=callid, cseq=cseq,
-                      flags=ul.FL_MEM if flags.memory_only else 0, cflags=cflags,
+                      flags=(ul.FL_MEM if flags.memory_only else 0) | (ul.FL_NAT if nat else 0),
+                      cflags=cflags,
                       user_agent=msg.get("user-agent") or "",
                       received=str(received) if received else None, path=path,
                       socket=socket, methods=methods, instance=na.param("+sip.instance"),
@@ -461,6 +473,9 @@ def _set_ruri(ctx, c):
         ctx.dst_uri = hop
     ctx.ruri_q = c.q
     ctx.bflags = c.cflags
+    nat = _state(ctx).nat_flag
+    if nat is not None and c.flags & ctx.rt.apis["usrloc"].FL_NAT:
+        ctx.flags |= 1 << nat
     if c.socket:
         sock = ctx.rt.find_socket(c.socket)
         if sock is not None:

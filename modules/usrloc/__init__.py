@@ -7,8 +7,8 @@ delete_aor / contacts), `api.nat_flag` the branch-flag bit of `nat_bflag` (or No
 from runtime import db
 from runtime.module import Module, Param
 
-from .store import (ALL_METHODS, COLUMNS, DB_ONLY, DOMAIN_COLUMN, FL_MEM, NO_DB, USER_COLUMN,
-                    WRITE_BACK, WRITE_THROUGH, Contact, Domain, method_bit)
+from .store import (ALL_METHODS, COLUMNS, DB_ONLY, DOMAIN_COLUMN, FL_MEM, FL_NAT, NO_DB,
+                    USER_COLUMN, WRITE_BACK, WRITE_THROUGH, Contact, Domain, method_bit)
 
 # working_mode_preset (3.x) -> db_mode
 PRESETS = {
@@ -42,6 +42,7 @@ exports = Module(
         Param("skip_replicated_db_ops", int, 0), Param("db_update_as_insert", int, 0),
         Param("restart_persistency", str, None), Param("cluster_mode", str, None),
         Param("rr_persist", str, None), Param("sql_write_mode", str, None),
+        Param("contact_refresh_timer", int, 0), Param("pinging_mode", str, None),
         *[Param(p, str, d) for p, d in (*COLUMNS.values(), USER_COLUMN, DOMAIN_COLUMN,
                                          ("kv_store_column", "kv_store"))],
     ],
@@ -55,6 +56,7 @@ class Api:
 
     Contact = Contact
     FL_MEM = FL_MEM
+    FL_NAT = FL_NAT
     method_bit = staticmethod(method_bit)
 
     def __init__(self, rt, params):

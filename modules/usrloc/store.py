@@ -16,7 +16,9 @@ from dataclasses import dataclass, field, fields
 from runtime.db import DBError
 
 NO_DB, WRITE_THROUGH, WRITE_BACK, DB_ONLY = 0, 1, 2, 3
-FL_MEM = 1 << 0     # Contact.flags: kept in memory only (save's memory-only)
+# Contact.flags (usrloc's own)
+FL_MEM = 1 << 0     # kept in memory only (save's memory-only)
+FL_NAT = 1 << 1     # behind NAT, as registrar's 1.x nat_flag said
 
 # SIP methods as OpenSIPS numbers them in the `methods` column (parse_methods.h)
 METHOD_BITS = {m: 1 << i for i, m in enumerate(

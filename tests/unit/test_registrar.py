@@ -426,3 +426,36 @@ def test_unknown_flag_is_a_load_error_with_its_line():
         params="", body='save("location", "no-replies");'), "t.cfg"))
     [err] = [d for d in loaded.diagnostics if d.severity == "error"]
     assert err.pos.line == 9 and "unknown save() flag 'no-replies'" in err.message
+
+
+def test_1x_nat_flag_is_saved_and_restored_as_a_message_flag():
+    body = """
+    if (is_method("REGISTER")) { setflag(2); save("location"); exit; }
+    lookup("location");
+    $var(nat) = isflagset(2);
+    """
+    p = Proxy('modparam("registrar", "nat_flag", 2)', body=body)
+    p.register("<sip:alice@192.168.0.2>")
+    assert p.invite()[0].rt.vars["nat"] == 1
+
+
+def test_edge_proxy_path_received_is_what_the_registrar_reads():
+    edge = load_script(parse_text('loadmodule "path.so"\nroute { add_path_received("edge"); }',
+                                  "edge.cfg")).rt
+    edge.modules["path"].init(edge)
+    text = ("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bKe\r\n"
+            "From: <sip:alice@example.com>;tag=1\r\nTo: <sip:alice@example.com>\r\n"
+            "Call-ID: e1\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@192.168.1.20>\r\n"
+            "Content-Length: 0\r\n\r\n")
+    ctx = Context(edge, Message.parse(text.encode()), src=("203.0.113.5", 40000))
+    edge.routes[("route", None)](ctx)
+    out = Message.parse(build_request(ctx.msg, _hooked_edits(ctx),
+                                      top_via="SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKo"))
+    assert out.get("path") == ("<sip:edge@127.0.0.1:5060;lr;"
+                               "received=sip%3A203.0.113.5%3A40000>")
+    registrar = Proxy(save_args=', "path-lazy,path-received"')
+    registrar.run(out.raw.decode().replace("\r\n", "\n"), src=("127.0.0.1", 5060))
+    [c] = registrar.table().get("alice")
+    assert c.received == "sip:203.0.113.5:40000" and c.path == out.get("path")
+    ctx, _ = registrar.invite()
+    assert ctx.dst_uri == "sip:edge@127.0.0.1:5060;lr;received=sip%3A203.0.113.5%3A40000"
