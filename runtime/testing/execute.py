@@ -40,7 +40,7 @@ class ScenarioResult:
 _LOG_FILES = ("proxy.log", "proxy.cov.json", "result.txt")
 
 
-def run_scenario(path, logdir, *, coverage=False, proxy_args=()) -> ScenarioResult:
+def run_scenario(path, logdir, *, coverage=False) -> ScenarioResult:
     """Start the proxy on the scenario's cfg, run its agents, stop the proxy."""
     started = time.monotonic()
     path, logdir = Path(path).resolve(), Path(logdir).resolve()
@@ -48,26 +48,22 @@ def run_scenario(path, logdir, *, coverage=False, proxy_args=()) -> ScenarioResu
     result = ScenarioResult(path.name, path, logdir)
     try:
         scen = scenario.load(path, addresses.allocate())
-    except scenario.ScenarioError as e:
-        result.problem = f"cannot run this scenario: {e}"
-    else:
         _clear_old_logs(logdir, scen)
         result.cfg, result.proxy_log = scen.cfg, logdir / "proxy.log"
         result.cov_data = logdir / "proxy.cov.json" if coverage else None
         proxy = Proxy(scen.cfg, [scen.proxy_socket], result.proxy_log,
-                      cov_data=result.cov_data, args=proxy_args, cwd=scen.path)
+                      cov_data=result.cov_data, cwd=scen.path).start()
         try:
-            proxy.start()
-        except ProxyError as e:
-            result.problem = str(e)
-        else:
-            try:
-                result.agents, result.problem = run_agents(scen.agents, logdir, scen.timeout,
-                                                           scen.path)
-            finally:
-                result.proxy_returncode = proxy.stop()
-        result.passed = (not result.problem and bool(result.agents)
-                         and all(a.ok for a in result.agents))
+            result.agents, result.problem = run_agents(scen.agents, logdir, scen.timeout,
+                                                       scen.path)
+        finally:
+            result.proxy_returncode = proxy.stop()
+    except scenario.ScenarioError as e:
+        result.problem = f"cannot run this scenario: {e}"
+    except (ProxyError, OSError) as e:
+        result.problem = str(e)
+    result.passed = (not result.problem and bool(result.agents)
+                     and all(a.ok for a in result.agents))
     result.seconds = time.monotonic() - started
     result.report = "" if result.passed else explain(result)
     (logdir / "result.txt").write_text(f"{result.status} {result.name}\n{result.report}")

@@ -24,7 +24,7 @@ Options
 """
 from __future__ import annotations
 
-import os
+import itertools
 from pathlib import Path
 
 import pytest
@@ -93,14 +93,13 @@ def cfgscript_proxy(request, tmp_path):
 @pytest.fixture
 def sipp_scenario(request, tmp_path):
     """Factory: sipp_scenario(proxy, uac=None, uas=None, **options) -> ScenarioResult."""
-    runs = []
+    counter = itertools.count()
 
     def run(proxy, uac=None, uas=None, *, service=None, username=None, password=None,
             keys=None, calls=1, duration=None, timeout=20.0, check=True):
         roles = addresses.allocate()
-        logdir = tmp_path / f"sipp-{len(runs)}"
+        logdir = tmp_path / f"sipp-{next(counter)}"
         logdir.mkdir()
-        runs.append(logdir)
         common = dict(service=service, username=username, password=password,
                       keys=dict(keys or {}), calls=calls, duration=duration,
                       media_port=MEDIA_PORT)
@@ -110,8 +109,9 @@ def sipp_scenario(request, tmp_path):
         remote = (roles.uas_ip, UAS_PORT) if agents else (proxy.address, proxy.port)
         agents.append(Agent("uac", "uac", _path(uac), roles.uac_ip, UAC_PORT,
                             remote=remote, proxy=(proxy.address, proxy.port), **common))
-        results, note = run_agents(agents, logdir, timeout, os.getcwd())
-        result = ScenarioResult(request.node.name, Path.cwd(), logdir, agents=results,
+        folder = _path(uac).parent if uac else Path.cwd()     # SIPp's cwd, for pcap files
+        results, note = run_agents(agents, logdir, timeout, folder)
+        result = ScenarioResult(request.node.name, folder, logdir, agents=results,
                                 passed=not note and all(a.ok for a in results), problem=note,
                                 cfg=proxy.cfg, proxy_log=proxy.log_path)
         if not result.passed:

@@ -149,7 +149,7 @@ def _from_yaml(path, roles, data, yml):
     if not specs:
         raise ScenarioError(f"{yml}: no uas-sipp or uac-sipp task")
     specs.sort(key=lambda s: s[0] != "uas")         # stable: servers first, file order kept
-    timeout = float(data.get("timeout") or DEFAULT_TIMEOUT)
+    timeout = _number(float, data, "timeout", DEFAULT_TIMEOUT)
     return Scenario(path.name, path, cfg, roles, _agents(path, roles, specs, proxy_name),
                     timeout)
 
@@ -178,9 +178,9 @@ def _agents(path, roles, specs, proxy_name):
             port=_port(spec.get("port"), base + index, spec["name"]),
             media_port=MEDIA_PORT + 4 * index,
             username=_str(spec.get("username")), password=_str(spec.get("password")),
-            keys={str(k): str(v) for k, v in (spec.get("keys") or {}).items()},
-            calls=int(spec.get("calls", 1)),
-            duration=int(spec["duration"]) if spec.get("duration") is not None else None)
+            keys=_keys(spec),
+            calls=_number(int, spec, "calls", 1),
+            duration=_number(int, spec, "duration", None))
         if role == "uas":
             agent.service = _str(spec.get("service") or spec.get("username"))
         else:
@@ -226,6 +226,24 @@ def _requirements(require, agent, earlier, proxy_name):
             if kind == "after":
                 after.append(task)
     return wait, after
+
+
+def _number(kind, mapping, key, default):
+    value = mapping.get(key)
+    if value is None:
+        return default
+    try:
+        return kind(value)
+    except ValueError:
+        raise ScenarioError(f"{mapping.get('name', 'scenario')}: {key}: expected a number, "
+                            f"got {value!r}") from None
+
+
+def _keys(spec):
+    keys = spec.get("keys") or {}
+    if not isinstance(keys, dict):
+        raise ScenarioError(f"{spec['name']}: keys: expected a mapping")
+    return {str(k): str(v) for k, v in keys.items()}
 
 
 def _port(value, default, name):

@@ -11,6 +11,7 @@ after it is stopped by pid (SIGUSR2 for its screen, SIGTERM, then SIGKILL).
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -140,8 +141,7 @@ class _Launcher:
 
 
 def _user_agent(pysipp, agent: Agent, logdir: Path, timeout: float):
-    files = {kind: logdir / f"{agent.name}.{kind}.log"
-             for kind in LOG_KINDS}
+    files = {kind: logdir / f"{agent.name}.{kind}.log" for kind in LOG_KINDS}
     kw = dict(local_host=agent.ip, local_port=agent.port,
               media_addr=agent.ip, media_port=agent.media_port,
               call_count=agent.calls, timeout=f"{int(timeout)}s",
@@ -162,6 +162,8 @@ def _user_agent(pysipp, agent: Agent, logdir: Path, timeout: float):
 
 def run_agents(agents: list[Agent], logdir, timeout: float, cwd) -> tuple[list[AgentResult], str]:
     """Run `agents` (in order) to completion; returns their results and a note on overtime."""
+    if shutil.which("sipp") is None:
+        raise FileNotFoundError("sipp is not installed (Debian: apt-get install sip-tester)")
     pysipp = pysipp_compat.load()
     logdir = Path(logdir)
     built = [_user_agent(pysipp, a, logdir, timeout) for a in agents]
@@ -173,6 +175,7 @@ def run_agents(agents: list[Agent], logdir, timeout: float, cwd) -> tuple[list[A
     deadline = time.monotonic() + timeout
     launcher = _Launcher(agents, str(cwd), deadline)
     runner = pysipp.launch.PopenRunner(subprocmod=launcher)
+    overtime = []
     try:
         finalize = scen(block=False, runner=runner)
         overtime = _stop_overtime(launcher.procs, deadline + GRACE)
