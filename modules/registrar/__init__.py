@@ -3,6 +3,7 @@ import time
 from dataclasses import replace
 
 from runtime.context import Branch
+from runtime.db import DBError
 from runtime.forward import send_local_reply
 from runtime.module import (BRANCH, FAILURE, LOCAL, ONREPLY, REQUEST, STATIC, STR, VAR,
                             Arg, Func, Module, Param)
@@ -71,6 +72,7 @@ exports = Module(
 E_TO_USER = (400, "Bad Request", "No username in To URI")
 E_PARSE = (400, "Bad Request", "Message parse error")
 E_INV_EXP = (400, "Bad Request", "Invalid expires param in contact")
+E_PARSE_EXP = (400, "Bad Request", "Expires parse error")
 E_INV_Q = (400, "Bad Request", "Invalid q param in contact")
 E_PARSE_CONT = (400, "Bad Request", "Contact parse error")
 E_STAR_EXP = (400, "Bad Request", "* used in contact and expires is not zero")
@@ -89,11 +91,13 @@ class RegError(Exception):
 
 
 class State:
-    """The modparams, resolved once at start-up."""
+    """The modparams, resolved once at start-up, and the statistics
+    (`rt.apis["registrar"]`)."""
 
     def __init__(self, rt):
         p = rt.modparams["registrar"]
         self.p = p
+        self.stats = {"accepted_regs": 0, "rejected_regs": 0}
         self.received_avp = _avp(p["received_avp"])
         self.attr_avp = _avp(p["attr_avp"])
         self.nat_flag = _flag(rt, p["nat_flag"])          # 1.x: a message flag
@@ -132,12 +136,14 @@ def _flag(rt, name):
 
 
 def init(rt):
-    rt.registrar = State(rt)
+    state = rt.apis["registrar"] = State(rt)
     rt.outgoing_hooks.append(_path_routes)
+    rt.stats_groups = getattr(rt, "stats_groups", {})
+    rt.stats_groups["registrar"] = state.stats
 
 
 def _state(ctx) -> State:
-    return ctx.rt.registrar
+    return ctx.rt.apis["registrar"]
 
 
 def _domain(ctx, table):
@@ -181,12 +187,18 @@ def save(ctx, table, flags=None, aor_text=None, tag=None):
     st = _state(ctx)
     flags = st.save_flags(flags)
     try:
-        contacts = _save(ctx, table, flags, aor_text)
+        try:
+            contacts = _save(ctx, table, flags, aor_text)
+        except DBError as e:
+            ctx.rt.log.error(f"save: {e}", "registrar")
+            raise RegError(E_DB) from None
     except RegError as e:
+        st.stats["rejected_regs"] += 1
         if not flags.no_reply:
             _reply_error(ctx, e.err)
         ctx.rt.log.info(f"save: {e}", "registrar")
         return -1
+    st.stats["accepted_regs"] += 1
     if not flags.no_reply:
         headers = []
         if contacts:
@@ -220,7 +232,7 @@ def _save(ctx, table, flags, aor_text):
         try:
             default_exp = int(expires_hdr.strip())
         except ValueError:
-            default_exp = 0 if expires_hdr.strip() else default_exp
+            raise RegError(E_PARSE_EXP) from None
     dom = _domain(ctx, table)
     if any(c.uri == "*" for c in contacts):
         if len(contacts) > 1:
@@ -426,7 +438,11 @@ def lookup(ctx, table, flags=None, aor_text=None):
     if aor is None:
         return -3
     dom = _domain(ctx, table)
-    found = _filter(ctx, dom.get(aor), flags)
+    try:
+        found = _filter(ctx, dom.get(aor), flags)
+    except DBError as e:
+        ctx.rt.log.error(f"lookup: {e}", "registrar")
+        return -3
     if isinstance(found, int):
         return found
     if flags.branch_lookup and not flags.no_branches:

@@ -150,6 +150,7 @@ def test_expires_zero_removes_one_contact_and_star_removes_all():
     (["*", "<sip:alice@1>"], "Expires: 0\n", "* used in contact and more than 1 contact"),
     (["<sip:alice@1>;expires=soon"], "", "Invalid expires param in contact"),
     (["<sip:alice@1>;q=2"], "", "Invalid q param in contact"),
+    (["<sip:alice@1>"], "Expires: soon\n", "Expires parse error"),
 ])
 def test_bad_registers_get_400_with_the_reason(contacts, headers, info):
     ctx, reply = Proxy().register(*contacts, headers=headers)
@@ -459,3 +460,13 @@ def test_edge_proxy_path_received_is_what_the_registrar_reads():
     assert c.received == "sip:203.0.113.5:40000" and c.path == out.get("path")
     ctx, _ = registrar.invite()
     assert ctx.dst_uri == "sip:edge@127.0.0.1:5060;lr;received=sip%3A203.0.113.5%3A40000"
+
+
+def test_database_failures_are_500_for_save_and_minus_3_for_lookup(tmp_path):
+    p = Proxy(f'modparam("usrloc", "db_mode", 3)\n'
+              f'modparam("usrloc", "db_url", "sqlite://{tmp_path}/loc.db")')
+    p.register("<sip:alice@1>")
+    p.rt.apis["usrloc"].db.raw_query("DROP TABLE location")
+    ctx, reply = p.register("<sip:alice@2>")
+    assert (reply.status, reply.get("p-registrar-error")) == (500, "usrloc_contact_insert failed")
+    assert p.invite()[0].rt.vars["rc"] == -3
