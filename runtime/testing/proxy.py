@@ -14,7 +14,7 @@ _TRACE = re.compile(r"NOTICE:trace: trace (\S+) (\S+): (\S+): (.*)$")
 
 
 class ProxyError(Exception):
-    """The proxy did not start, or did not stop cleanly."""
+    """The proxy did not start."""
 
 
 @dataclass

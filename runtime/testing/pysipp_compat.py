@@ -1,7 +1,7 @@
 """Import pysipp 0.1.0 (the only release on PyPI) next to pytest's pluggy >= 1.
 
-`load()` returns the `pysipp` package with these fixes applied, all upstream on pysipp's
-master but never released:
+`load()` returns the `pysipp` package with these fixes applied (the first two are on
+pysipp's master, which was never released):
 
 - pluggy 1.0 dropped `PluginManager(implprefix=...)`; pysipp 0.1.0 passes it at import time.
   A subclass accepts it and keeps its meaning: a plain `pysipp_*` function in a registered

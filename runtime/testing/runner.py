@@ -43,7 +43,7 @@ def find_scenarios(dirs) -> list[Path]:
         if is_scenario_dir(d):
             found.append(d.resolve())
             continue
-        for root, subdirs, _files in sorted(os.walk(d)):
+        for root, subdirs, _files in os.walk(d):
             subdirs.sort()
             if is_scenario_dir(Path(root)):
                 found.append(Path(root).resolve())
