@@ -166,16 +166,12 @@ class Compiler:
         elif isinstance(s, A.If):
             cond = self.cond(s.cond)
             self.emit(ind, f"if {cond} == 1:", pos)
-            self.hit(ind + 1, getattr(s.then, "pos", pos), "then")
+            self.hit(ind + 1, pos, "then")  # branch points sit on the if's own line
             self.body(ind + 1, s.then)
             if s.orelse is not None or self.instrument:
                 self.emit(ind, "else:")
-                if s.orelse is None:
-                    self.hit(ind + 1, pos, "else")
-                    self.emit(ind + 1, "pass")
-                else:
-                    self.hit(ind + 1, getattr(s.orelse, "pos", pos), "else")
-                    self.body(ind + 1, s.orelse)
+                self.hit(ind + 1, pos, "else")
+                self.body(ind + 1, s.orelse)
         elif isinstance(s, A.Block):
             self.block(ind, s.body)
         elif isinstance(s, A.While):

@@ -239,7 +239,8 @@ class Server:
             if not lines or lines[-1] != (f, line):
                 lines.append((f, line))
         label = f"{ctx.msg.method} {ctx.msg.get('call-id')}" if ctx.msg is not None else name
-        text = " ".join(f"{os.path.basename(f)}:{line}" for f, line in lines)
+        base = os.path.dirname(self.rt.script_file or "")
+        text = " ".join(f"{os.path.relpath(f, base) if base else f}:{line}" for f, line in lines)
         self.rt.log.notice(f"trace {label}: {name}: {text}", "trace")
 
     def _make_hit(self):
