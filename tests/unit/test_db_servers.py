@@ -17,7 +17,7 @@ LOCATION = """CREATE TABLE {q}location{q} (
     received VARCHAR(255) DEFAULT NULL, path VARCHAR(255) DEFAULT NULL,
     expires BIGINT NOT NULL, q REAL DEFAULT 1.0 NOT NULL,
     callid VARCHAR(255) DEFAULT 'Default-Call-ID' NOT NULL, cseq INTEGER DEFAULT 13 NOT NULL,
-    last_modified TIMESTAMP DEFAULT '1900-01-01 00:00:01' NOT NULL,
+    last_modified {ts} DEFAULT '1900-01-01 00:00:01' NOT NULL,
     flags INTEGER DEFAULT 0 NOT NULL, cflags VARCHAR(255) DEFAULT NULL,
     user_agent VARCHAR(255) DEFAULT '' NOT NULL, socket VARCHAR(64) DEFAULT NULL,
     methods INTEGER DEFAULT NULL, sip_instance VARCHAR(255) DEFAULT NULL,
@@ -37,7 +37,7 @@ def server(request):
     conn = db.connect(url, shared=False)
     q = conn.quote_char
     conn.raw_query(f"DROP TABLE IF EXISTS {q}location{q}")
-    conn.raw_query(LOCATION.format(q=q))
+    conn.raw_query(LOCATION.format(q=q, ts="DATETIME" if q == "`" else "TIMESTAMP"))
     yield url, conn
     conn.raw_query(f"DROP TABLE IF EXISTS {q}location{q}")
     conn.close()
