@@ -13,9 +13,11 @@ Drivers by URL scheme:
 
 | scheme | driver | notes |
 |---|---|---|
-| `sqlite` | Python's sqlite3 | the embedded default; `sqlite:///path` as OpenSIPS db_sqlite writes it; a missing file is created with the OpenSIPS schema and the `version` table |
-| `mysql` | PyMySQL (or mysqlclient) | registered by `modules/db_mysql` when installed |
-| `postgres`, `postgresql` | psycopg 3 (or psycopg2) | registered by `modules/db_postgres` when installed |
+| `sqlite` | Python's sqlite3 | embedded default; `sqlite:///path` as db_sqlite writes it |
+| `mysql` | PyMySQL (or mysqlclient) | registered by `modules/db_mysql` |
+| `postgres`, `postgresql` | psycopg 3 (or psycopg2) | registered by `modules/db_postgres` |
+
+A missing SQLite file is created with the OpenSIPS schema and its `version` table.
 
 Calls block (as OpenSIPS workers block on their DB); each is one short statement.
 """

@@ -377,8 +377,8 @@ def _apply(dom, current, new, flags, default_mode):
         elif b.expires == 0:
             dom.delete(old)
         else:
-            for f in ("uri", "q", "callid", "cseq", "flags", "cflags", "user_agent", "received", "path",
-                      "socket", "methods", "instance", "attr"):
+            for f in ("uri", "q", "callid", "cseq", "flags", "cflags", "user_agent", "received",
+                      "path", "socket", "methods", "instance", "attr"):
                 setattr(old, f, getattr(b, f))
             old.expires = b.expires + int(b.last_modified)
             dom.update(old)

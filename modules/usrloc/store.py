@@ -1,10 +1,10 @@
 """The location table: contacts per AOR, in memory and/or in a database, by db_mode.
 
-| db_mode | name (working_mode_preset) | memory | database |
+| db_mode | working_mode_preset | memory | database |
 |---|---|---|---|
 | 0 | single-instance-no-db | every contact | not used |
-| 1 | single-instance-sql-write-through | every contact | each change written at once; loaded at start |
-| 2 | single-instance-sql-write-back | every contact | changes written by the timer and at shutdown; loaded at start |
+| 1 | single-instance-sql-write-through | every contact | each change at once; read at start |
+| 2 | single-instance-sql-write-back | every contact | by the timer and at exit; read at start |
 | 3 | sql-only | nothing | every read and write |
 """
 from __future__ import annotations

@@ -317,8 +317,8 @@ def test_path_is_stored_replied_and_routed():
     assert reply.get("path") == "<sip:edge.example.net;lr>"
     ctx, _ = p.invite()
     assert ctx.ruri == "sip:alice@10.1.1.1" and ctx.dst_uri == "sip:edge.example.net;lr"
-    out = build_request(ctx.msg, _hooked_edits(ctx), top_via="SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKx",
-                        ruri=ctx.ruri)
+    out = build_request(ctx.msg, _hooked_edits(ctx), ruri=ctx.ruri,
+                        top_via="SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKx")
     sent = Message.parse(out)
     assert sent.get_all("route") == ["<sip:edge.example.net;lr>"]
     assert [v.host for v in sent.vias] == ["127.0.0.1", "10.0.0.7"]
@@ -444,7 +444,8 @@ def test_edge_proxy_path_received_is_what_the_registrar_reads():
     edge = load_script(parse_text('loadmodule "path.so"\nroute { add_path_received("edge"); }',
                                   "edge.cfg")).rt
     edge.modules["path"].init(edge)
-    text = ("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bKe\r\n"
+    text = ("REGISTER sip:example.com SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bKe\r\n"
             "From: <sip:alice@example.com>;tag=1\r\nTo: <sip:alice@example.com>\r\n"
             "Call-ID: e1\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@192.168.1.20>\r\n"
             "Content-Length: 0\r\n\r\n")
