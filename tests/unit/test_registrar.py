@@ -471,3 +471,24 @@ def test_database_failures_are_500_for_save_and_minus_3_for_lookup(tmp_path):
     ctx, reply = p.register("<sip:alice@2>")
     assert (reply.status, reply.get("p-registrar-error")) == (500, "usrloc_contact_insert failed")
     assert p.invite()[0].rt.vars["rc"] == -3
+
+
+def test_socket_header_and_user_agent_filtering():
+    p = Proxy('modparam("registrar", "sock_hdr_name", "Sock-Info")',
+              save_args=', "socket-header"',
+              lookup_args=', "ua-filtering=/desk/,case-insensitive"')
+    p.register("<sip:alice@1>", headers="Sock-Info: udp:10.10.10.10:5060\n"
+                                        "User-Agent: DeskPhone 2\n")
+    p.register("<sip:alice@2>", headers="User-Agent: Softphone\n", callid="reg-2")
+    by_uri = {c.uri: c for c in p.table().get("alice")}
+    assert by_uri["sip:alice@1"].socket == "udp:10.10.10.10:5060"
+    assert by_uri["sip:alice@2"].socket == "udp:127.0.0.1:5060"
+    ctx, _ = p.invite()
+    assert ctx.ruri == "sip:alice@1" and ctx.branches == []
+
+
+def test_add_sock_hdr_names_the_receiving_socket():
+    p = Proxy(body='add_sock_hdr("Sock-Info");')
+    ctx, _ = p.invite()
+    out = Message.parse(build_request(ctx.msg, ctx.edits))
+    assert out.get("sock-info") == "udp:127.0.0.1:5060"
