@@ -9,7 +9,8 @@ Fixtures
     sipp_scenario(proxy, uac=None, uas=None, **options) -> ScenarioResult
         Run a SIPp UAC (and UAS, unless uas=False) through pysipp against `proxy`, each on
         its own loopback address; None means SIPp's built-in uac/uas. Options: service,
-        username, password, keys, calls, duration, timeout, check. With check (the
+        username, password, keys, calls, duration, timeout, check, uac_transport and
+        uas_transport ("udp" or "tcp"). With check (the
         default) the test fails unless every agent exits 0, showing SIPp's error log and
         the script lines the failing call took.
 
@@ -96,7 +97,8 @@ def sipp_scenario(request, tmp_path):
     counter = itertools.count()
 
     def run(proxy, uac=None, uas=None, *, service=None, username=None, password=None,
-            keys=None, calls=1, duration=None, timeout=20.0, check=True):
+            keys=None, calls=1, duration=None, timeout=20.0, check=True, uac_transport="udp",
+            uas_transport="udp"):
         roles = addresses.allocate()
         logdir = tmp_path / f"sipp-{next(counter)}"
         logdir.mkdir()
@@ -105,10 +107,12 @@ def sipp_scenario(request, tmp_path):
                       media_port=MEDIA_PORT)
         agents = []
         if uas is not False:
-            agents.append(Agent("uas", "uas", _path(uas), roles.uas_ip, UAS_PORT, **common))
+            agents.append(Agent("uas", "uas", _path(uas), roles.uas_ip, UAS_PORT,
+                                transport=uas_transport, **common))
         remote = (roles.uas_ip, UAS_PORT) if agents else (proxy.address, proxy.port)
         agents.append(Agent("uac", "uac", _path(uac), roles.uac_ip, UAC_PORT,
-                            remote=remote, proxy=(proxy.address, proxy.port), **common))
+                            transport=uac_transport, remote=remote,
+                            proxy=(proxy.address, proxy.port), **common))
         folder = _path(uac).parent if uac else Path.cwd()     # SIPp's cwd, for pcap files
         results, note = run_agents(agents, logdir, timeout, folder)
         result = ScenarioResult(request.node.name, folder, logdir, agents=results,

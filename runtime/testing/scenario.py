@@ -52,6 +52,7 @@ class Agent:
     ip: str
     port: int
     media_port: int
+    transport: str = "udp"             # "udp" or "tcp" (SIPp -t u1 / t1)
     remote: tuple[str, int] | None = None
     proxy: tuple[str, int] | None = None
     service: str | None = None

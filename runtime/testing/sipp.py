@@ -152,6 +152,8 @@ def _user_agent(pysipp, agent: Agent, logdir: Path, timeout: float):
         kw["scen_file"] = str(agent.scen_file)
     else:
         kw["scen_name"] = agent.role
+    if agent.transport != "udp":
+        kw["transport"] = {"tcp": "t1"}[agent.transport]
     optional = dict(uri_username=agent.service, auth_username=agent.username,
                     auth_password=agent.password, pause_duration=agent.duration,
                     key_vals=agent.keys or None, destaddr=agent.remote,
