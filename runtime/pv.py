@@ -385,9 +385,11 @@ for _p, _hdr in (("f", "from"), ("t", "to")):
             na = _nameaddr(ctx, p)
             return _uri_part(na.uri, "host") if na else None
 
-        def display(ctx, sub):
+        def display(ctx, sub):  # as written: quotes kept, as OpenSIPS's parse_to does
             na = _nameaddr(ctx, p)
-            return na.display if na and na.display else None
+            if not na or not na.display:
+                return None
+            return f'"{na.display}"' if na.quoted else na.display
 
         def tag(ctx, sub):
             na = _nameaddr(ctx, p)
@@ -503,11 +505,7 @@ def _ct_field(c, field):
     return None
 
 
-def _fix_ct_fields(sub):
-    return sub
-
-
-PVS["ct.fields"] = PVDef("ct.fields", _ct, sub="req", all=_ct_all)
+PVS["ct.fields"] = PVDef("ct.fields", PVS["ct"].get, sub="req", all=PVS["ct"].all)
 
 
 def _fix_hdr_name(name: str) -> str:
