@@ -83,7 +83,7 @@ _FUNCTIONS_BY_MODULE = {
     "permissions": "check_source_address check_address get_source_group allow_routing "
                    "allow_register allow_uri",
     "domain": "is_from_local is_uri_host_local is_domain_local",
-    "alias_db": "alias_db_lookup",
+    "alias_db": "alias_db_lookup alias_db_find",
     "dialplan": "dp_translate",
     "presence": "handle_publish handle_subscribe",
     "cfgutils": "rand_event rand_set_prob sleep usleep check_time_rec get_static_lock "
@@ -93,7 +93,7 @@ _FUNCTIONS_BY_MODULE = {
               "sql_replace sql_avp_load sql_avp_store sql_avp_delete",
     "avpops": "avp_db_query avp_db_load avp_db_store avp_db_delete avp_check avp_copy "
               "avp_delete avp_pushto avp_op avp_subst is_avp_set avp_print",
-    "uac": "uac_replace_from uac_restore_from uac_replace_to uac_auth",
+    "uac": "uac_replace_from uac_restore_from uac_replace_to uac_restore_to uac_auth",
     "path": "add_path add_path_received",
     "uri": "does_uri_exist check_to check_from db_check_to db_check_from is_user",
     "topology_hiding": "topology_hiding topology_hiding_match",
