@@ -69,6 +69,7 @@ class Runtime:
         self.tracing = False
         self.script_file = None
         self.timers: list = []                 # (interval_s, callback) run by the server
+        self.check_only = False                # loaded for -C: nothing will run
         self.outgoing_hooks: list = []         # hook(ctx, sock) -> header lines to add
 
     # --- logging -----------------------------------------------------------------------

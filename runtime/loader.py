@@ -106,6 +106,7 @@ _NULL_PV = PVDef("__null__", lambda ctx, sub: None, lambda ctx, sub, v, op, idx:
 def load_script(script: A.Script, *, listen=(), check_only=False, instrument=False,
                 log: Logger | None = None, argv_vars=None) -> Loaded:
     rt = Runtime(log=log)
+    rt.check_only = check_only
     rt.argv_vars = dict(argv_vars or {})
     rt.script_file = script.files[0] if script.files else None
     loaded = Loaded(rt)
@@ -245,7 +246,7 @@ def _modparam(rt, item: A.ModParam, diags, unimplemented):
     v = value.value if isinstance(value, (A.Str, A.Num)) else getattr(value, "name", None)
     for name in targets:
         mod = rt.modules[name]
-        p = mod.params_by_name.get(item.param)
+        p = mod.params_by_name.get(mod.aliases.get(item.param, item.param))
         if p is None:
             if not mod.params and not mod.functions:
                 continue  # a module with nothing to configure here (mi_fifo, httpd...)
@@ -328,10 +329,12 @@ def _add_socket(rt, sd, adv, adv_port, diags, pos):
     host = sd.host.strip("[]")
     if host == "*":
         host = "0.0.0.0"
-    try:
-        ip = host if _is_ip(host) else pysocket.getaddrinfo(host, None)[0][4][0]
-    except (OSError, UnicodeError):
-        diags.append(Diagnostic("error", f"cannot resolve listen address '{sd.host}'", pos))
+    ip = host if _is_ip(host) else (_interface_ip(host) or _resolve(host))
+    if ip is None:
+        # -C checks the script, not this host: a listen address of another machine (an
+        # interface name, a host name) is only a warning there
+        severity = "warning" if rt.check_only else "error"
+        diags.append(Diagnostic(severity, f"cannot resolve listen address '{sd.host}'", pos))
         return
     ports = _ports(sd.port, proto)
     if ports is None:
@@ -358,6 +361,27 @@ def _ports(text, proto):
             return None
         out.extend(range(int(lo), int(hi or lo) + 1))
     return out
+
+
+def _resolve(host):
+    try:
+        return pysocket.getaddrinfo(host, None)[0][4][0]
+    except (OSError, UnicodeError):
+        return None
+
+
+def _interface_ip(name):
+    """The IPv4 address of a network interface (`eth0`), as OpenSIPS accepts in listen=."""
+    import fcntl
+    import struct
+    s = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_DGRAM)
+    try:
+        packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
+        return pysocket.inet_ntoa(packed[20:24])  # SIOCGIFADDR
+    except (OSError, UnicodeError):
+        return None
+    finally:
+        s.close()
 
 
 def _is_ip(host):

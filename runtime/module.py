@@ -81,6 +81,7 @@ class Module:
     child_init: Optional[str] = None  # child_init(runtime): in the running event loop
     destroy: Optional[str] = None     # destroy(runtime): at shutdown
     depends: tuple = ()               # modules this one needs loaded
+    aliases: dict = field(default_factory=dict)  # old modparam name -> its current name
     api: object = None                # what other modules may use (load_tm_api & co)
 
     def resolve(self, pymod) -> "Module":

@@ -845,6 +845,17 @@ for _name, _field, _part in (("au", "username", "user"), ("ad", "username", "dom
     PVS[_name] = PVDef(_name, _cred(_field, _part))
 
 
+def _Au(ctx, sub):
+    """acc's user: the authentication user, else the From user."""
+    c = credentials(ctx)
+    if c and c.get("username"):
+        return c["username"].partition("@")[0]
+    return PVS["fU"].get(ctx, None)
+
+
+PVS["Au"] = PVDef("Au", _Au)
+
+
 # --- $var and $avp -------------------------------------------------------------------------
 
 @pv("var", sub="req")

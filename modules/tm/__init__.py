@@ -18,6 +18,9 @@ exports = Module(
         Param("minor_fr_timeout", int, 0), Param("timer_partitions", int, 1),
         Param("tm_replication_cluster", int, 0), Param("cluster_param", str, "instance"),
         Param("syn_branch", int, 1), Param("tw_append", str, multi=True),
+        # 1.x: AVPs that override the timers per transaction, and a no-op
+        Param("fr_timer_avp", str, None), Param("fr_inv_timer_avp", str, None),
+        Param("noisy_ctimer", int, 0),
     ],
     functions=[
         Func("t_relay", "t_relay", [Arg(STR, optional=True, fixup=lambda v, rt: _relay_arg(v)),
@@ -49,6 +52,7 @@ exports = Module(
     pvs={},
     init="init",
     child_init="child_init",
+    aliases={"fr_timer": "fr_timeout", "fr_inv_timer": "fr_inv_timeout"},  # 1.x names
 )
 
 # OpenSIPS <= 3.0 numeric flags and the 3.x names
@@ -116,8 +120,21 @@ def _tm(ctx):
 
 # --- script functions ----------------------------------------------------------------------
 
+def _timer_avps(ctx):
+    """1.x fr_timer_avp / fr_inv_timer_avp: per-call timers from AVPs (seconds)."""
+    p = ctx.rt.modparams["tm"]
+    for param, key in (("fr_timer_avp", "fr_timeout"), ("fr_inv_timer_avp", "fr_inv_timeout")):
+        spec = p[param]
+        if spec and key not in ctx.local_data:
+            name = spec[5:-1] if spec.startswith("$avp(") else spec
+            values = ctx.avps.get(name)
+            if values and str(values[-1]).isdigit():
+                ctx.local_data[key] = int(values[-1])
+
+
 def t_relay(ctx, a=None, b=None):
     tm = _tm(ctx)
+    _timer_avps(ctx)
     proxy = a if isinstance(a, str) else b if isinstance(b, str) else None
     method = ctx.msg.method
     if ctx.route_type == REQUEST:

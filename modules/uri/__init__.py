@@ -1,11 +1,17 @@
 """uri (OpenSIPS <= 2.4): the R-URI helpers old scripts load this module for. Its database
 checks (does_uri_exist, check_to/check_from) moved to auth_db and come with it."""
 from modules import sipmsgops as ops
-from runtime.module import ALL, BRANCH, FAILURE, REQUEST, STR, Arg, Func, Module
+from runtime.module import ALL, BRANCH, FAILURE, REQUEST, STR, Arg, Func, Module, Param
 from runtime.pv import credentials, parse_uri
 
 exports = Module(
     name="uri",
+    # the database checks (does_uri_exist, check_to/check_from) come with auth_db, which
+    # reads its own db_url; these are accepted so that old scripts load unchanged
+    params=[Param("db_url", str, None), Param("use_uri_table", int, 0),
+            Param("use_domain", int, 0), Param("db_table", str, "subscriber"),
+            Param("user_column", str, "username"), Param("domain_column", str, "domain"),
+            Param("uriuser_column", str, "uri_user")],
     functions=[
         Func("has_totag", ops.has_totag, routes=ops.SIP_ROUTES),
         Func("uri_param", "uri_param", [Arg(STR), Arg(STR, optional=True)],
