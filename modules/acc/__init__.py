@@ -11,6 +11,7 @@ import time
 
 from runtime.module import (BRANCH, FAILURE, LOCAL, ONREPLY, REQUEST, STR, Arg, Func, Module,
                             Param)
+from runtime.pv import PVDef
 from runtime.sip.headers import SIPError
 from runtime.sip.message import Message
 
@@ -30,8 +31,8 @@ _OLD_FLAGS = {
     "cdr_flag": {("log", "cdr"), ("db", "cdr")},
 }
 _UNSUPPORTED = ("aaa_flag", "aaa_missed_flag", "radius_flag", "radius_missed_flag",
-                "diameter_flag", "diameter_missed_flag", "aaa_url", "extra_fields",
-                "leg_fields", "multi_leg_info", "multi_leg_bye_info")
+                "diameter_flag", "diameter_missed_flag", "aaa_url", "leg_fields",
+                "multi_leg_info", "multi_leg_bye_info", "aaa_extra")
 
 
 def _split(value, allowed, what):
@@ -59,6 +60,14 @@ def _fix_kinds(value, rt):
     return kinds
 
 
+def _check_extra(value):
+    try:
+        R.parse_extra_fields([value])
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def _check_url(value):
     from runtime.db import check_url
     return check_url(value)
@@ -73,6 +82,7 @@ exports = Module(
         Param("db_url", str, None, check=_check_url), Param("db_table_acc", str, "acc"),
         Param("db_table_missed_calls", str, "missed_calls"),
         Param("log_extra", str, ""), Param("db_extra", str, ""),
+        Param("extra_fields", str, multi=True, check=_check_extra),
         Param("service_type", int, 15), Param("acc_created_avp_name", str, "accX_created"),
         *[Param(f"acc_{c}_column", str, c) for c in _COLUMNS],
         *[Param(name, FLAG, None) for name in _OLD_FLAGS],
@@ -110,6 +120,7 @@ class State:
         defs = _pv_defs(rt)
         self.log_extra = R.Extras(p["log_extra"], defs)
         self.db_extra = R.Extras(p["db_extra"], defs)
+        self.extra_fields = R.parse_extra_fields(p["extra_fields"])
         self.db = None                   # runtime.db connection, opened in child_init
         self.tables = set()              # tables known to exist
         self.pending = {}                # id(tx) -> Tracked
@@ -334,7 +345,7 @@ def _write(backend, text, fields, ctx, table, ts=None, cdr=None):
     s = _state["s"]
     ts = time.time() if ts is None else ts
     if backend == "log":
-        extras = s.log_extra.values(ctx)
+        extras = s.log_extra.values(ctx) + _acc_extra_values(ctx, "log")
         if cdr is None:
             line = R.log_line(text, [*fields, *extras], ts)
         else:
@@ -345,7 +356,8 @@ def _write(backend, text, fields, ctx, table, ts=None, cdr=None):
     elif s.db is None:
         s.rt.log.error("db accounting requested but modparam 'db_url' is not set", "acc")
     else:
-        row = R.db_row(fields, s.columns, ts, s.db_extra.values(ctx), cdr)
+        row = R.db_row(fields, s.columns, ts,
+                       s.db_extra.values(ctx) + _acc_extra_values(ctx, "db"), cdr)
         try:
             if table not in s.tables:
                 s.db.ensure_table(table, "acc")
@@ -353,6 +365,28 @@ def _write(backend, text, fields, ctx, table, ts=None, cdr=None):
             s.db.insert(table, row)
         except Exception as e:  # a DB error must not stop the transaction
             s.rt.log.error(f"failed to insert into table '{table}': {e}", "acc")
+
+
+def _acc_extra_values(ctx, backend):
+    """The $acc_extra(tag) values the script set, for the backend's extra_fields."""
+    values = ctx.local_data.get("acc_extra", {})
+    return [(name, values.get(tag, "")) for tag, name in
+            _state["s"].extra_fields.get(backend, ())]
+
+
+def _acc_extra_get(ctx, tag):
+    return _request_ctx(ctx).local_data.get("acc_extra", {}).get(tag)
+
+
+def _acc_extra_set(ctx, tag, value, op, idx):
+    values = _request_ctx(ctx).local_data.setdefault("acc_extra", {})
+    if value is None:
+        values.pop(tag, None)
+    else:
+        values[tag] = str(value)
+
+
+exports.pvs["acc_extra"] = PVDef("acc_extra", _acc_extra_get, _acc_extra_set, sub="req")
 
 
 # --- CDRs ----------------------------------------------------------------------------------

@@ -93,6 +93,26 @@ class Extras:
         return out
 
 
+def parse_extra_fields(specs) -> dict:
+    """extra_fields (3.x): "log: tag1; tag2->name; db: tag3->column" (the modparam may be
+    given several times) -> {backend: [(tag, name)]}."""
+    out: dict = {}
+    backend = None
+    for spec in specs:
+        for item in spec.split(";"):
+            item = item.strip()
+            head, colon, rest = item.partition(":")
+            if colon and head.strip().lower() in ("log", "db", "aaa", "evi"):
+                backend, item = head.strip().lower(), rest.strip()
+            if not item:
+                continue
+            if backend is None:
+                raise ValueError(f"extra_fields: '{item}' comes before any 'log:'/'db:'")
+            tag, arrow, name = item.partition("->")
+            out.setdefault(backend, []).append((tag.strip(), (name if arrow else tag).strip()))
+    return out
+
+
 def db_row(fields, columns: dict, ts: float, extras=(), cdr=None) -> dict:
     """A row for the acc/missed_calls table from the core fields (and CDR times)."""
     names = {"method": "method", "from_tag": "from_tag", "to_tag": "to_tag",

@@ -9,7 +9,7 @@ import hmac
 import re
 
 from runtime.forward import send_local_reply
-from runtime.module import BRANCH, FAILURE, REQUEST, STR, Arg, Func, Module, Param
+from runtime.module import BRANCH, FAILURE, INT, REQUEST, STR, Arg, Func, Module, Param
 from runtime.pv import PVS, PVError, bind, parse_pv_text, parse_uri
 from runtime.sip.auth import parse_digest
 from runtime.sip.headers import SIPError
@@ -60,10 +60,14 @@ exports = Module(
         Func("proxy_challenge", "proxy_challenge",
              [Arg(STR, name="realm"), Arg(STR, optional=True, fixup=_fix_qop, name="qop"),
               Arg(STR, optional=True, fixup=_fix_algorithms, name="algorithms")], REQUEST),
-        Func("consume_credentials", "consume_credentials", routes=REQUEST),
+        Func("consume_credentials", "consume_credentials", routes=REQUEST | FAILURE),
         Func("pv_www_authorize", "pv_www_authorize", [Arg(STR, name="realm")], REQUEST),
         Func("pv_proxy_authorize", "pv_proxy_authorize", [Arg(STR, name="realm")], REQUEST),
         Func("is_rpid_user_e164", "is_rpid_user_e164", routes=REQUEST),
+        # Kamailio names
+        Func("auth_challenge", "auth_challenge",
+             [Arg(STR, name="realm"), Arg(INT, optional=True, name="flags")], REQUEST),
+        Func("has_credentials", "has_credentials", [Arg(STR, name="realm")], REQUEST),
         Func("append_rpid_hf", "append_rpid_hf",
              [Arg(STR, optional=True, name="prefix"), Arg(STR, optional=True, name="suffix")],
              REQUEST | FAILURE | BRANCH),
@@ -219,6 +223,22 @@ def www_challenge(ctx, realm, qop=None, algorithms=None):
 def proxy_challenge(ctx, realm, qop=None, algorithms=None):
     return _challenge(ctx, "proxy", realm, qop, algorithms, 407,
                       "Proxy Authentication Required", "Proxy-Authenticate")
+
+
+def auth_challenge(ctx, realm, flags=None):
+    """Kamailio: 401 for a REGISTER, 407 otherwise; flags 1 qop=auth, 2 qop=auth-int."""
+    qop = ",".join(q for bit, q in ((1, "auth"), (2, "auth-int")) if (flags or 0) & bit)
+    if ctx.msg.method == "REGISTER":
+        return www_challenge(ctx, realm, qop or None)
+    return proxy_challenge(ctx, realm, qop or None)
+
+
+def has_credentials(ctx, realm):
+    """Kamailio: does the request carry credentials for `realm`?"""
+    for hftype in ("www", "proxy"):
+        if _credentials(ctx, hftype, realm or default_realm(ctx, hftype)) is not None:
+            return 1
+    return -1
 
 
 def consume_credentials(ctx):

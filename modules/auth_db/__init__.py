@@ -1,6 +1,6 @@
 """auth_db: digest authentication against the `subscriber` table, and the URI checks that
 need the database (with the names the 1.x/2.x `uri`/`uri_db` modules gave them)."""
-from runtime.module import FAILURE, LOCAL, REQUEST, STR, VAR, Arg, Func, Module, Param
+from runtime.module import FAILURE, INT, LOCAL, REQUEST, STR, VAR, Arg, Func, Module, Param
 from runtime.pv import credentials, parse_uri, set_avp
 from runtime.sip.headers import SIPError
 
@@ -24,13 +24,24 @@ exports = Module(
         Func("proxy_authorize", "proxy_authorize",
              [Arg(STR, name="realm"), Arg(STR, name="table")], REQUEST),
         Func("db_does_uri_exist", "db_does_uri_exist",
-             [Arg(STR, name="uri"), Arg(STR, name="table")], REQUEST | FAILURE | LOCAL),
+             [Arg(STR, optional=True, name="uri"), Arg(STR, optional=True, name="table")],
+             REQUEST | FAILURE | LOCAL),
         Func("db_is_to_authorized", "db_is_to_authorized", [Arg(STR, name="table")], REQUEST),
         Func("db_is_from_authorized", "db_is_from_authorized", [Arg(STR, name="table")],
              REQUEST),
         Func("db_get_auth_id", "db_get_auth_id",
              [Arg(STR, name="table"), Arg(STR, name="uri"), Arg(VAR, name="user"),
               Arg(VAR, name="realm")], REQUEST | FAILURE | LOCAL),
+        # Kamailio names (with Kamailio's return codes)
+        Func("www_authenticate", "www_authenticate",
+             [Arg(STR, name="realm"), Arg(STR, name="table"), Arg(STR, optional=True)], REQUEST),
+        Func("proxy_authenticate", "proxy_authenticate",
+             [Arg(STR, name="realm"), Arg(STR, name="table")], REQUEST),
+        Func("auth_check", "auth_check",
+             [Arg(STR, name="realm"), Arg(STR, name="table"), Arg(INT, name="flags")], REQUEST),
+        Func("is_subscriber", "is_subscriber",
+             [Arg(STR, name="uri"), Arg(STR, name="table"), Arg(INT, optional=True)],
+             REQUEST | FAILURE | LOCAL),
         # the 1.x/2.x uri_db/uri module names
         Func("does_uri_exist", "does_uri_exist", routes=REQUEST | FAILURE | LOCAL),
         Func("check_to", "check_to", routes=REQUEST),
@@ -133,11 +144,15 @@ def _authorize(ctx, realm, table, hftype):
 
     rc = api.authorize(ctx, realm, hftype, get_ha1)
     if rc == 1:
-        for avp, column in _state["load"]:
-            value = found["row"].get(column)
-            if value is not None:
-                set_avp(ctx.avps, avp, value)
+        _load_credentials(ctx, found["row"])
     return rc
+
+
+def _load_credentials(ctx, row):
+    for avp, column in _state["load"]:
+        value = row.get(column)
+        if value is not None:
+            set_avp(ctx.avps, avp, value)
 
 
 def www_authorize(ctx, realm, table):
@@ -148,11 +163,63 @@ def proxy_authorize(ctx, realm, table):
     return _authorize(ctx, realm, table, "proxy")
 
 
+# --- Kamailio names ------------------------------------------------------------------------
+
+_KAMAILIO_RC = {-1: -3, -2: -2, -3: -4, -4: -5, -5: -1}
+
+
+def _kamailio(rc):
+    return _KAMAILIO_RC.get(rc, rc)
+
+
+def www_authenticate(ctx, realm, table, method=None):
+    return _kamailio(_authorize(ctx, realm, table, "www"))
+
+
+def proxy_authenticate(ctx, realm, table):
+    return _kamailio(_authorize(ctx, realm, table, "proxy"))
+
+
+def auth_check(ctx, realm, table, flags):
+    """www for REGISTER, proxy otherwise; flags & 1: the auth user must be the To (REGISTER)
+    or From user (-8 otherwise)."""
+    hftype = "www" if ctx.msg.method == "REGISTER" else "proxy"
+    rc = _kamailio(_authorize(ctx, realm, table, hftype))
+    if rc == 1 and flags & 1:
+        cred = credentials(ctx)
+        user = _uri_user(ctx, "to" if hftype == "www" else "from")
+        if not cred or user != cred.get("username", "").partition("@")[0]:
+            return -8
+    return rc
+
+
+def is_subscriber(ctx, uri, table, flags=None):
+    """Kamailio: 1 if `uri` is a subscriber (flags 1: match the domain too, 2: load the
+    load_credentials columns)."""
+    p = _state["params"]
+    u = parse_uri(uri) if uri else None
+    if u is None or not u.user:
+        return -1
+    where = {p["user_column"]: u.user}
+    if (flags or 0) & 1:
+        where[p["domain_column"]] = u.host
+    cols = [p["user_column"], *dict.fromkeys(c for _, c in _state["load"])]
+    rows = _query(table, where, cols)
+    if not rows:
+        return -1
+    if (flags or 0) & 2:
+        _load_credentials(ctx, rows[0])
+    return 1
+
+
 # --- URI checks ----------------------------------------------------------------------------
 
-def db_does_uri_exist(ctx, uri, table):
-    """Is the user of `uri` a subscriber? 1, or -5 when not found, -1 on a bad URI."""
+def db_does_uri_exist(ctx, uri=None, table=None):
+    """Is the user of `uri` (the R-URI) a subscriber? 1, or -5 when not found, -1 on a bad
+    URI."""
     p = _state["params"]
+    uri = ctx.ruri if uri is None else uri
+    table = table or p["db_table"]
     u = parse_uri(uri) if uri else None
     if u is None or not u.user:
         return -1
@@ -167,7 +234,7 @@ def db_does_uri_exist(ctx, uri, table):
 
 def does_uri_exist(ctx):
     """1.x/2.x: is the R-URI's user a subscriber (modparam db_table)?"""
-    return db_does_uri_exist(ctx, ctx.ruri, _state["params"]["db_table"])
+    return db_does_uri_exist(ctx)
 
 
 def _authorized_cred(ctx):

@@ -163,6 +163,8 @@ exports = Module(
                                   Arg(STR_NO_EXPAND, fixup=_fix_op(ARITH_OPS))], ALL),
         Func("avp_subst", "avp_subst", [Arg(STR_NO_EXPAND, fixup=lambda v, rt: _fix_subst_avps(v, rt)),
                                         Arg(STR_NO_EXPAND, fixup=_fix_subst)], ALL),
+        Func("avp_printf", "avp_printf", [Arg(STR_NO_EXPAND, fixup=_fix_avp),
+                                          Arg(STR, name="format")], ALL),
         Func("is_avp_set", "is_avp_set", [Arg(STR_NO_EXPAND, fixup=_fix_avp)], ALL),
         Func("avp_print", "avp_print", routes=ALL),
     ],
@@ -506,6 +508,12 @@ def avp_subst(ctx, avps, subst):
     if done and "d" in flags and dst is not None:
         ctx.avps.pop(src, None)
     return 1 if done else -1
+
+
+def avp_printf(ctx, dest, text):
+    """Store the expanded format string in an AVP."""
+    set_avp(ctx.avps, dest.avp, text)
+    return 1
 
 
 def is_avp_set(ctx, name):

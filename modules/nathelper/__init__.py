@@ -38,11 +38,31 @@ def _fix_tests(value, rt):
     return mask
 
 
+SDP_FLAGS = {"add-dir-active": 0x01, "rewrite-media-ip": 0x02, "add-no-rtpproxy": 0x04,
+             "rewrite-origin-ip": 0x08, "rewrite-null-ips": 0x10}
+
+
+def _fix_sdp_flags(value, rt):
+    """3.x names (CSV) or the old bitmask."""
+    text = str(value).strip()
+    if re.fullmatch(r"0[xX][0-9a-fA-F]+|\d+", text):
+        return int(text, 0)
+    mask = 0
+    for name in (p.strip().lower() for p in text.split(",") if p.strip()):
+        if name not in SDP_FLAGS:
+            raise ValueError(f"unknown flag '{name}' ({', '.join(SDP_FLAGS)})")
+        mask |= SDP_FLAGS[name]
+    return mask
+
+
 def _avp_spec(value):
     if value and not str(value).startswith("$avp("):
         return f"'{value}' is not an AVP ($avp(name))"
     return None
 
+
+_RTPPROXY_PARAMS = ("rtpproxy_sock", "rtpproxy_disable_tout", "rtpproxy_tout",
+                    "rtpproxy_retr", "rtpproxy_disable")
 
 exports = Module(
     name="nathelper",
@@ -60,6 +80,8 @@ exports = Module(
         Param("oldip_skip", str, ""), Param("ping_threshold", int, 3),
         Param("max_pings_lost", int, 3), Param("cluster_id", int, 0),
         Param("cluster_sharing_tag", str, None),
+        # 1.x, when nathelper also drove rtpproxy (now the rtpproxy module)
+        *[Param(n, (int, str), None) for n in _RTPPROXY_PARAMS],
     ],
     functions=[
         Func("nat_uac_test", "nat_uac_test", [Arg(STR, fixup=_fix_tests, name="flags")],
@@ -68,7 +90,8 @@ exports = Module(
         Func("fix_nated_register", "fix_nated_register", routes=REQUEST),
         Func("add_rcv_param", "add_rcv_param", [Arg(INT, optional=True)], REQUEST),
         Func("fix_nated_sdp", "fix_nated_sdp",
-             [Arg(INT, name="flags"), Arg(STR, optional=True, name="ip_address"),
+             [Arg(STR, fixup=_fix_sdp_flags, name="flags"),
+              Arg(STR, optional=True, name="ip_address"),
               Arg(STR, optional=True, name="sdp_fields")], ROUTES),
     ],
     init="init",
@@ -86,6 +109,10 @@ def init(rt):
         except PVError as e:
             raise ValueError(f"nathelper: received_avp: {e}") from None
     _state.update(params=p, received=received)
+    for name in _RTPPROXY_PARAMS:
+        if p[name] is not None:
+            rt.log.warning(f"modparam '{name}' ignored: rtpproxy control is in the rtpproxy "
+                           "module", "nathelper")
     if p["natping_interval"]:
         rt.log.warning("NAT pinging (natping_interval) is not implemented: no keepalives "
                        "are sent", "nathelper")

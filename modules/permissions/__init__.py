@@ -8,7 +8,7 @@ import re
 
 from runtime.module import (BRANCH, EVENT, FAILURE, INT, LOCAL, REQUEST, STARTUP, STATIC, STR,
                             TIMER, VAR, Arg, Func, Module, Param)
-from runtime.pv import parse_uri
+from runtime.pv import PVS, PVError, bind, parse_pv_text, parse_uri
 from runtime.sip.headers import SIPError
 
 ADDR_ROUTES = REQUEST | FAILURE | LOCAL | BRANCH | STARTUP | TIMER | EVENT
@@ -37,6 +37,10 @@ exports = Module(
         Param("default_deny_file", str, "permissions.deny"),
         Param("check_all_branches", int, 1), Param("allow_suffix", str, ".allow"),
         Param("deny_suffix", str, ".deny"),
+        # 1.x trusted table (allow_trusted)
+        Param("db_mode", int, 0), Param("trusted_table", str, "trusted"),
+        Param("source_col", str, "src_ip"), Param("from_col", str, "from_pattern"),
+        Param("tag_col", str, "tag"), Param("peer_tag_avp", str, None),
     ],
     functions=[
         Func("check_address", "check_address",
@@ -51,6 +55,9 @@ exports = Module(
         Func("get_source_group", "get_source_group",
              [Arg(VAR, name="var"), Arg(STR, optional=True, name="partition")],
              REQUEST | FAILURE | LOCAL | BRANCH),
+        Func("allow_trusted", "allow_trusted",
+             [Arg(STR, optional=True, name="src_ip"), Arg(STR, optional=True, name="proto")],
+             REQUEST | FAILURE),
         Func("allow_routing", "allow_routing", [Arg(STATIC, optional=True, fixup=_rules)],
              REQUEST | FAILURE),
         Func("allow_register", "allow_register", [Arg(STATIC, fixup=_rules)],
@@ -97,7 +104,14 @@ def _partitions(rt, p):
 
 def init(rt):
     p = rt.modparams["permissions"]
-    _state.update(rt=rt, params=p, partitions=_partitions(rt, p), cache={},
+    peer_tag = None
+    if p["peer_tag_avp"]:
+        try:
+            peer_tag = bind(parse_pv_text(p["peer_tag_avp"]), PVS)
+        except PVError as e:
+            raise ValueError(f"permissions: peer_tag_avp: {e}") from None
+    _state.update(rt=rt, params=p, partitions=_partitions(rt, p), cache={}, peer_tag=peer_tag,
+                  trusted=None,
                   default_rules=RuleFiles(_path(rt, p["default_allow_file"]),
                                           _path(rt, p["default_deny_file"])))
 
@@ -105,6 +119,8 @@ def init(rt):
 def child_init(rt):
     for name, (url, table) in _state["partitions"].items():
         _state["cache"][name] = _load(url, table)
+    if _state["params"]["db_mode"] and "default" in _state["partitions"]:
+        _state["trusted"] = _load_trusted()
 
 
 # --- addresses -----------------------------------------------------------------------------
@@ -190,6 +206,49 @@ def get_source_group(ctx, var, partition=None):
     for e in entries:
         if e.matches(0, addr, ctx.src_port, ctx.proto, None):
             var.set(ctx, e.grp)
+            return 1
+    return -1
+
+
+# --- trusted (1.x) -------------------------------------------------------------------------
+
+def _load_trusted():
+    """[(src_ip, proto, from regex or None, tag)] from the trusted table; None on error."""
+    from runtime import db
+    from runtime.db import DBError
+    p = _state["params"]
+    cols = [p["source_col"], p["proto_col"], p["from_col"], p["tag_col"]]
+    try:
+        rows = db.connect(_state["partitions"]["default"][0]).query(p["trusted_table"], None,
+                                                                     cols)
+    except DBError as e:
+        _state["rt"].log.error(f"cannot read table '{p['trusted_table']}': {e}", "permissions")
+        return None
+    out = []
+    for r in rows:
+        try:
+            rx = re.compile(r[cols[2]], re.I) if r[cols[2]] else None
+        except re.error:
+            _state["rt"].log.warning(f"bad from_pattern '{r[cols[2]]}' ignored", "permissions")
+            continue
+        out.append((str(r[cols[0]]), str(r[cols[1]] or "any").lower(), rx, r[cols[3]]))
+    return out
+
+
+def allow_trusted(ctx, src_ip=None, proto=None):
+    """Is the source (or the given address) in the trusted table, with a From that matches
+    the row's from_pattern? The row's tag goes to peer_tag_avp."""
+    if "default" not in _state["partitions"]:
+        _state["rt"].log.error("allow_trusted(): modparam db_url is not set", "permissions")
+        return -1
+    rows = _state["trusted"] if _state["trusted"] is not None else _load_trusted()
+    frm = _from_uri(ctx) or ""
+    ip = src_ip or ctx.src_ip
+    proto = (proto or ctx.proto).lower()
+    for row_ip, row_proto, rx, tag in rows or ():
+        if row_ip == ip and row_proto in ("any", proto) and (rx is None or rx.search(frm)):
+            if tag is not None and _state["peer_tag"] is not None:
+                _state["peer_tag"].set(ctx, str(tag))
             return 1
     return -1
 

@@ -30,6 +30,9 @@ exports = Module(
         Param("restore_passwd", str, ""), Param("rr_from_store_param", str, "vsf"),
         Param("rr_to_store_param", str, "vst"), Param("force_dialog", int, 0),
         Param("credential", str, multi=True), Param("auth_realm_avp", str, None),
+        # 1.x names
+        Param("from_restore_mode", (int, str), None), Param("from_passwd", str, None),
+        Param("rr_store_param", str, None),
         Param("auth_username_avp", str, None), Param("auth_password_avp", str, None),
     ],
     functions=[
@@ -62,8 +65,17 @@ def _pv(spec):
         raise ValueError(f"uac: bad pseudo-variable '{spec}': {e}") from None
 
 
+_OLD_MODES = {0: "none", 1: "manual", 2: "auto", "0": "none", "1": "manual", "2": "auto"}
+
+
 def init(rt):
     p = rt.modparams["uac"]
+    if p["from_restore_mode"] is not None:
+        p["restore_mode"] = _OLD_MODES.get(p["from_restore_mode"], p["from_restore_mode"])
+    if p["from_passwd"] is not None:
+        p["restore_passwd"] = p["from_passwd"]
+    if p["rr_store_param"] is not None:
+        p["rr_from_store_param"] = p["rr_store_param"]
     creds = []
     for text in p["credential"]:
         parts = text.split(":", 2)

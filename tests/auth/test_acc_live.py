@@ -108,6 +108,16 @@ def test_old_flags_and_extra(cfgscript_proxy, sipp_scenario):
     assert len(records(proxy.log, "call missed")) == 1
 
 
+def test_acc_extra_in_the_record(cfgscript_proxy, sipp_scenario):
+    extra = 'modparam("acc", "extra_fields", "log: caller; src->source_ip")'
+    proxy = cfgscript_proxy(script('$acc_extra(caller) = $fU; $acc_extra(src) = $si; '
+                                   'do_accounting("log");', extra=extra))
+    sipp_scenario(proxy)
+    r = wait_for(proxy, "transaction answered", 1)[0]
+    assert list(r)[-2:] == ["caller", "source_ip"]
+    assert r["caller"] == "sipp" and r["source_ip"].startswith("127.")
+
+
 def test_local_408_is_a_missed_call(cfgscript_proxy, sipp_scenario):
     proxy = cfgscript_proxy(script('do_accounting("log", "missed|failed");',
                                    extra='modparam("tm", "fr_inv_timeout", 2)'))

@@ -69,3 +69,18 @@ def test_load_time_checks():
     assert "not supported" in _errors(BASE + 'route { do_accounting("aaa"); }')[0]
     assert _errors(BASE + 'modparam("acc", "log_flag", 1)\nmodparam("acc", "db_missed_flag", '
                    '"MISSED")\nroute { acc_log_request("200 ok"); drop_accounting(); }') == []
+
+
+def test_extra_fields():
+    assert R.parse_extra_fields(["log: a; b->bee", "db: c->col_c; d"]) == {
+        "log": [("a", "a"), ("b", "bee")], "db": [("c", "col_c"), ("d", "d")]}
+    assert R.parse_extra_fields(["log: x; db: y"]) == {"log": [("x", "x")], "db": [("y", "y")]}
+    assert "comes before any" in _errors(BASE + 'modparam("acc", "extra_fields", "x")\n'
+                                         'route { exit; }')[0]
+    text = (BASE + 'modparam("acc", "extra_fields", "log: src")\n'
+            'route { $acc_extra(src) = $si; $var(x) = $acc_extra(src); }')
+    loaded = load_script(parse_text(text, "t.cfg"))
+    assert loaded.ok
+    ctx = Context(loaded.rt, INVITE, src=("10.1.1.1", 5060))
+    loaded.rt.routes[("route", None)](ctx)
+    assert loaded.rt.vars["x"] == "10.1.1.1" and ctx.local_data["acc_extra"] == {"src": "10.1.1.1"}

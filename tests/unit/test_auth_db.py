@@ -29,6 +29,12 @@ route {{
     $var(from_same) = $rc;
     db_get_auth_id("uri", "sip:+4930@example.com", $var(au), $var(ar));
     $var(get_id) = $rc;
+    db_does_uri_exist();
+    $var(ruri_exists) = $rc;
+    auth_check("example.com", "subscriber", 1);
+    $var(kam) = $rc;
+    is_subscriber("sip:alice@example.com", "subscriber", 1);
+    $var(sub) = $rc;
 }}
 """
 
@@ -81,6 +87,8 @@ def test_authorize_loads_credentials_and_checks_uris(rt):
     assert (v["exists"], v["nobody"]) == (1, -5)
     assert (v["to_auth"], v["from_same"]) == (1, 1)
     assert (v["get_id"], v["au"], v["ar"]) == (1, "alice", "example.com")
+    assert (v["ruri_exists"], v["sub"]) == (1, 1)
+    assert v["kam"] == -4                 # Kamailio's 'nonce expired': already used above
 
 
 def test_sha256_column_and_failures(rt):
@@ -89,6 +97,7 @@ def test_sha256_column_and_failures(rt):
     v, ctx = run(rt, "someone", password="bad")
     assert v["auth"] == -2 and not ctx.avps
     assert v["to_auth"] == -2  # no authorized credentials
+    assert v["kam"] == -2      # Kamailio codes: invalid password
 
 
 def test_load_errors():

@@ -48,6 +48,7 @@ def test_check_copy_op_subst_delete():
         'avp_subst("$avp(s)/$avp(t)", "/(\\w+) (\\w+)/\\2 \\1/");',
         flag("set", 'is_avp_set("$avp(b)")'), flag("num", 'is_avp_set("$avp(s)/n")'),
         'avp_delete("$avp(a)");',
+        'avp_printf("$avp(i:901)", "$avp(s)|$rU");',
         '$var(b) = $(avp(b)[*]);',
     ]))
     assert (v["eq"], v["any"], v["top"], v["re"], v["fm"], v["ru"]) == (1, 1, -1, 1, 1, -1)
@@ -55,6 +56,7 @@ def test_check_copy_op_subst_delete():
     assert v["b"] == "119, 85"                       # [7, 5] * 17, newest first
     assert ctx.avps["s"] == ["Hello there"] and ctx.avps["t"] == ["there Hello"]
     assert (v["set"], v["num"]) == (1, -1)
+    assert ctx.avps["i:901"] == ["Hello there|bob"]
 
 
 def test_pushto():

@@ -75,6 +75,8 @@ def test_fix_nated_sdp():
     assert "c=IN IP4 203.0.113.7\r\n" in body and "c=IN IP4 0.0.0.0\r\n" in body
     assert "o=- 1 1 IN IP4 192.168.1.20" in body
     assert body.endswith("a=oldcip:192.168.1.20\r\na=direction:active\r\n")
+    _, named = run('fix_nated_sdp("add-dir-active,rewrite-media-ip");', invite())
+    assert apply(named.msg, named.edits).body == apply(ctx.msg, ctx.edits).body
     _, ctx = run('fix_nated_sdp(0x1E, "198.51.100.1", "\\r\\na=x-test");', invite())
     body = apply(ctx.msg, ctx.edits).body.decode()
     assert "o=- 1 1 IN IP4 198.51.100.1" in body and "c=IN IP4 0.0.0.0" not in body

@@ -40,6 +40,10 @@ def addr_rt(tmp_path):
                             "context_info": "lan"})
     conn.insert("address", {"grp": 2, "ip": "192.0.2.5", "mask": 32, "port": 5080,
                             "proto": "udp", "pattern": "gw-*"})
+    conn.raw_query("CREATE TABLE trusted (id INTEGER PRIMARY KEY, src_ip CHAR(50), "
+                   "proto CHAR(4), from_pattern CHAR(64), tag CHAR(32))")
+    conn.insert("trusted", {"src_ip": "10.0.0.1", "proto": "any",
+                            "from_pattern": "^sip:alice@", "tag": "peer1"})
     conn.close()
     flag = "if ({c}) $var({n}) = 1; else $var({n}) = -1;"
     body = "\n".join(flag.format(n=n, c=c) for n, c in (
@@ -48,9 +52,11 @@ def addr_rt(tmp_path):
         ("any", 'check_address(0, "192.0.2.5", 5080, "UDP", , "gw-east")'),
         ("pat", 'check_address(2, "192.0.2.5", 5080, "udp", , "pbx")'),
         ("port", 'check_address(2, "192.0.2.5", 5090, "udp")'),
-        ("grp", "get_source_group($var(g))")))
+        ("grp", "get_source_group($var(g))"), ("trusted", "allow_trusted()"),
+        ("trusted2", 'allow_trusted("10.0.0.2", "udp")')))
     rt = load(body, f'loadmodule "db_sqlite.so"\n'
-                    f'modparam("permissions", "db_url", "sqlite://{path}")\n')
+                    f'modparam("permissions", "db_url", "sqlite://{path}")\n'
+                    f'modparam("permissions", "peer_tag_avp", "$avp(peer)")\n')
     for name in ("db_sqlite", "permissions"):
         rt.modules[name].init(rt)
     rt.modules["permissions"].child_init(rt)
@@ -62,6 +68,8 @@ def test_address_checks(addr_rt):
     v = run(addr_rt, msg())
     assert (v["src1"], v["src2"], v["any"], v["pat"], v["port"], v["grp"], v["g"]) == (
         1, -1, 1, -1, -1, 1, 1)
+    assert (v["trusted"], v["trusted2"]) == (1, -1)
+    assert run(addr_rt, msg(frm="sip:mallory@example.com"))["trusted"] == -1
     v = run(addr_rt, msg(), src=("172.16.0.1", 5060))
     assert (v["src1"], v["grp"]) == (-1, -1)
 

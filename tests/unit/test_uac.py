@@ -77,3 +77,17 @@ def test_load_checks():
     msgs = [d.message for d in loaded.diagnostics if d.severity == "error"]
     assert any("must be none, manual or auto" in m for m in msgs)
     assert any("unsupported algorithm 'MD4'" in m for m in msgs)
+
+
+def test_old_parameter_names():
+    loaded = load_script(parse_text('loadmodule "tm.so"\nloadmodule "uac.so"\n'
+                                    'modparam("uac", "from_restore_mode", 1)\n'
+                                    'modparam("uac", "from_passwd", "pw")\n'
+                                    'modparam("uac", "rr_store_param", "vsx")\n'
+                                    'route { exit; }', "t.cfg"))
+    assert loaded.ok
+    rt = loaded.rt
+    rt.modules["uac"].init(rt)
+    p = rt.modparams["uac"]
+    assert (p["restore_mode"], p["restore_passwd"], p["rr_from_store_param"]) == (
+        "manual", "pw", "vsx")
