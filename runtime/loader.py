@@ -18,9 +18,8 @@ from .module import ROUTE_TYPES, Module, ModuleNotFound, find_module, module_nam
 from .pv import PVS, PVError, bind
 
 # modules whose whole job the core does here, or that have nothing to do in this process
-_BUILTIN_NOOP = {"proto_udp", "proto_tcp", "proto_ws", "event_route", "mi_fifo", "mi_datagram",
-                 "mi_http", "mi_json", "httpd", "xlog", "pv", "kex", "corex", "tmx", "ctl",
-                 "jsonrpcs", "cfg_rpc", "mi_rpc", "xmlrpc"}
+_BUILTIN_NOOP = {"proto_udp", "proto_tcp", "proto_ws", "event_route", "mi_json", "xlog", "pv",
+                 "kex", "corex", "tmx", "ctl", "jsonrpcs", "cfg_rpc", "mi_rpc", "xmlrpc"}
 
 
 @dataclass

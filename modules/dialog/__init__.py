@@ -49,6 +49,8 @@ exports = Module(
     depends=("tm",),
     init="init",
     child_init="child_init",
+    mi={"dlg_list": ("mi_dlg_list", "mi_dlg_list_cnt"),
+        "dlg_list_ctx": ("mi_dlg_list_ctx", "mi_dlg_list_ctx_cnt")},
 )
 
 _ids = itertools.count(1)
@@ -425,3 +427,86 @@ exports.pvs.update({
     "DLG_flags": PVDef("DLG_flags", _field(lambda ctx, d: len(d.flags))),
     "dlg_val": PVDef("dlg_val", _dlg_val_get, _dlg_val_set, sub="req"),
 })
+
+
+# --- MI commands (OpenSIPS dialog's dlg_list / dlg_list_ctx replies) ------------------------
+
+_MI_FLAG_BITS: dict = {}
+
+
+def _mi_date(ts):
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _mi_dialog(dlg, with_context=False):
+    out = {"ID": dlg.did, "db_id": str((dlg.h_entry << 32) + dlg.h_id), "state": dlg.state}
+    mask = 0
+    for name in dlg.flags:
+        mask |= 1 << _MI_FLAG_BITS.setdefault(name, len(_MI_FLAG_BITS) % 32)
+    out["user_flags"] = mask
+    start = int(dlg.start or 0)
+    out["timestart"] = start
+    if start:
+        out["datestart"] = _mi_date(start)
+    timeout = start + int(dlg.timeout) if start and dlg.state in (CONFIRMED_NA, CONFIRMED) \
+        else 0
+    out["timeout"] = timeout
+    if timeout:
+        out["dateout"] = _mi_date(timeout)
+    out["callid"] = dlg.call_id
+    out["from_uri"] = dlg.from_uri
+    out["to_uri"] = dlg.to_uri
+    out["caller_tag"] = dlg.from_tag
+    out["CALLEES"] = [{"callee_tag": dlg.to_tag}] if dlg.to_tag else []
+    if with_context:
+        ctx = {}
+        if dlg.vals:
+            ctx["values"] = [{k: str(v)} for k, v in dlg.vals.items()]
+        if dlg.profiles:
+            ctx["profiles"] = [{n: "" if v is None else str(v)} for n, v in dlg.profiles]
+        out["context"] = ctx
+    return out
+
+
+def _mi_all_dialogs():
+    dlgs = _dialogs()
+    every = [d for lst in (dlgs.by_callid.values() if dlgs else ()) for d in lst]
+    return sorted(every, key=lambda d: d.id)
+
+
+def _mi_list(callid, from_tag, with_context):
+    from runtime.mi import MIError
+    if callid is None:
+        return {"Dialogs": [_mi_dialog(d, with_context) for d in _mi_all_dialogs()]}
+    for d in _mi_all_dialogs():
+        if d.call_id == callid and (from_tag is None or d.from_tag == from_tag):
+            if d.state == DELETED:
+                break
+            return {"Dialog": _mi_dialog(d, with_context)}
+    raise MIError(404, "No such dialog")
+
+
+def _mi_list_cnt(index, counter, with_context):
+    every = _mi_all_dialogs()
+    chosen = every[index:index + counter] if counter > 0 else []
+    return {"count": len(every), "Dialogs": [_mi_dialog(d, with_context) for d in chosen]}
+
+
+def mi_dlg_list(rt, callid: str = None, from_tag: str = None):
+    """The dialogs (or the one of a Call-ID [and From tag])."""
+    return _mi_list(callid, from_tag, False)
+
+
+def mi_dlg_list_cnt(rt, index: int, counter: int):
+    """`counter` dialogs from position `index`, and how many there are."""
+    return _mi_list_cnt(index, counter, False)
+
+
+def mi_dlg_list_ctx(rt, callid: str = None, from_tag: str = None):
+    """As dlg_list, with each dialog's values and profiles."""
+    return _mi_list(callid, from_tag, True)
+
+
+def mi_dlg_list_ctx_cnt(rt, index: int, counter: int):
+    """As dlg_list with index and counter, with each dialog's values and profiles."""
+    return _mi_list_cnt(index, counter, True)

@@ -48,6 +48,9 @@ exports = Module(
     ],
     init="init",
     destroy="destroy",
+    mi={"ul_dump": "mi_ul_dump", "ul_show_contact": "mi_ul_show_contact",
+        "ul_rm": "mi_ul_rm", "ul_rm_contact": "mi_ul_rm_contact",
+        "ul_add": ("mi_ul_add", "mi_ul_add_unused"), "ul_flush": "mi_ul_flush"},
 )
 
 
@@ -117,6 +120,185 @@ def destroy(rt):
     api = rt.apis.get("usrloc")
     if api is not None:
         api.flush()
+
+
+# --- MI commands (OpenSIPS ul_mi.c: names, parameters, replies) ----------------------------
+
+MI_UL_CALLID = "dfjrewr12386fd6-343@opensips.mi"
+MI_UL_UA = "OpenSIPS MI Server"
+
+
+def _mi_table(rt, table_name, create=False):
+    from runtime.mi import MIError
+    api = rt.apis.get("usrloc")
+    d = api.domains.get(table_name) if api is not None else None
+    if d is None and create and api is not None and table_name.replace("_", "").isalnum():
+        d = api.domain(table_name)
+    if d is None:
+        raise MIError(404, "Table not found")
+    return d
+
+
+def _mi_aor(rt, aor):
+    from runtime.mi import MIError
+    if rt.apis["usrloc"].use_domain:
+        if "@" not in aor:
+            raise MIError(400, "Domain missing in AOR")
+        return aor
+    return aor.split("@", 1)[0]
+
+
+def _mi_contacts(d, aor):
+    return d.get(aor) if d.db_mode == DB_ONLY else list(d.records.get(aor, []))
+
+
+def _mi_q(q):
+    if q is None:
+        return ""
+    if q >= 1000:
+        return "1"
+    if q <= 0:
+        return "0"
+    return ("0.%03d" % q).rstrip("0")
+
+
+def _mi_aor_node(d, aor, contacts, now, brief=False):
+    node = {"AOR": aor}
+    if brief:
+        return node
+    out = []
+    for c in contacts:
+        ct = {"Contact": c.uri, "ContactID": str(c.contact_id)}
+        if c.expires == 0:
+            ct["Expires"] = "permanent"
+        elif now > c.expires:
+            ct["Expires"] = "expired"
+        else:
+            ct["Expires"] = int(c.expires - now)
+        ct["Q"] = _mi_q(c.q)
+        ct["Callid"] = c.callid
+        ct["Cseq"] = c.cseq
+        if c.user_agent:
+            ct["User-agent"] = c.user_agent
+        if c.received:
+            ct["Received"] = c.received
+        if c.path:
+            ct["Path"] = c.path
+        if d.db_mode == NO_DB:
+            ct["State"] = "CS_NEW"
+        elif d.db_mode == WRITE_BACK and c.contact_id in d.dirty:
+            ct["State"] = "CS_DIRTY"
+        else:
+            ct["State"] = "CS_SYNC"
+        ct["Flags"] = c.flags
+        names = d.flag_names.names(c.cflags) if d.flag_names is not None else []
+        ct["Cflags"] = " ".join(names)
+        if c.socket:
+            ct["Socket"] = c.socket
+        ct["Methods"] = ALL_METHODS if c.methods is None else c.methods
+        if c.attr:
+            ct["Attr"] = c.attr
+        if c.instance:
+            ct["SIP_instance"] = c.instance
+        out.append(ct)
+    node["Contacts"] = out
+    return node
+
+
+def mi_ul_dump(rt, brief: int = 0):
+    """Every AOR and contact of the location tables (brief: the AORs only)."""
+    import time
+    api = rt.apis.get("usrloc")
+    now = time.time()
+    domains = []
+    for d in (api.domains.values() if api is not None else ()):
+        aors = d.aors() if d.db_mode == DB_ONLY else list(d.records)
+        domains.append({"name": d.name, "hash_size": 1 << api.params["hash_size"],
+                        "AORs": [_mi_aor_node(d, a, _mi_contacts(d, a), now, bool(brief))
+                                 for a in aors]})
+    return {"Domains": domains}
+
+
+def mi_ul_show_contact(rt, table_name: str, aor: str):
+    """The contacts of one AOR."""
+    import time
+    from runtime.mi import MIError
+    d = _mi_table(rt, table_name)
+    aor = _mi_aor(rt, aor)
+    contacts = _mi_contacts(d, aor)
+    if not contacts and aor not in d.records:
+        raise MIError(404, "AOR not found")
+    return _mi_aor_node(d, aor, contacts, time.time())
+
+
+def mi_ul_rm(rt, table_name: str, aor: str):
+    """Delete an AOR and all its contacts."""
+    d = _mi_table(rt, table_name)
+    d.delete_aor(_mi_aor(rt, aor))
+    return "OK"
+
+
+def mi_ul_rm_contact(rt, table_name: str, aor: str, contact: str):
+    """Delete one contact of an AOR."""
+    from runtime.mi import MIError
+    d = _mi_table(rt, table_name)
+    aor = _mi_aor(rt, aor)
+    contacts = _mi_contacts(d, aor)
+    if not contacts and aor not in d.records:
+        raise MIError(404, "AOR not found")
+    for c in contacts:
+        if c.uri == contact:
+            d.delete(c)
+            return "OK"
+    raise MIError(404, "Contact not found")
+
+
+def _mi_str2q(text):
+    t = text.strip()
+    try:
+        v = float(t)
+    except ValueError:
+        return "bad"
+    if not t or not 0 <= v <= 1 or not all(ch.isdigit() or ch == "." for ch in t):
+        return "bad"
+    return round(v * 1000)
+
+
+def mi_ul_add(rt, table_name: str, aor: str, contact: str, expires: int, q: str,
+              flags: int, cflags: int, methods: int):
+    """Add a contact to an AOR, or update it (expires 0: a permanent contact)."""
+    import time
+    from runtime.mi import MIError
+    d = _mi_table(rt, table_name, create=True)
+    aor = _mi_aor(rt, aor)
+    qv = _mi_str2q(q)
+    if qv == "bad":
+        raise MIError(400, "Bad parameter value")
+    meth = None if methods & ALL_METHODS == ALL_METHODS else methods & ALL_METHODS
+    absolute = 0 if expires == 0 else int(time.time()) + expires
+    for c in _mi_contacts(d, aor):
+        if c.uri == contact:
+            c.expires, c.q, c.flags, c.cflags, c.methods = absolute, qv, flags, cflags, meth
+            c.callid, c.user_agent = MI_UL_CALLID, MI_UL_UA
+            d.update(c)
+            return "OK"
+    d.insert(Contact(aor=aor, uri=contact, expires=absolute, q=qv, callid=MI_UL_CALLID,
+                     cseq=1, flags=flags, cflags=cflags, user_agent=MI_UL_UA, methods=meth))
+    return "OK"
+
+
+def mi_ul_add_unused(rt, table_name: str, aor: str, contact: str, expires: int, q: str,
+                     unsused, flags: int, cflags: int, methods: int):
+    """ul_add of OpenSIPS 3.0-3.3, with an unused sixth parameter."""
+    return mi_ul_add(rt, table_name, aor, contact, expires, q, flags, cflags, methods)
+
+
+def mi_ul_flush(rt):
+    """Write the changed contacts to the database now (db_mode 2)."""
+    api = rt.apis.get("usrloc")
+    if api is not None:
+        api.flush()
+    return "OK"
 
 
 __all__ = ["exports", "Api", "Contact", "Domain", "ALL_METHODS", "FL_MEM", "method_bit"]
