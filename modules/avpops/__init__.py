@@ -342,15 +342,16 @@ def avp_db_delete(ctx, source, name, db_id=None):
 
 
 def avp_db_query(ctx, query, dest=None, db_id=None):
-    """Run a raw query; each row's columns go to the AVPs in `dest` (in row order)."""
+    """Run a raw query; each row's columns go to the AVPs in `dest` (in row order):
+    1, -2 when a query with `dest` selected nothing, -1 on error."""
     conn = _db(db_id)
     if conn is None:
         return -1
     rows = _run(conn.raw_query, query)
     if rows is _FAILED:
         return -1
-    if not rows:
-        return -2
+    if not rows and dest:
+        return -2   # nothing selected (statements without a result set succeed)
     for row in rows:
         for avp, value in zip(dest or (), row):
             if value is not None:

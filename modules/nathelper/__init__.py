@@ -3,11 +3,12 @@
 fix_nated_contact() also changes the parsed Contact of the message, as OpenSIPS does, so a
 later save() stores the public address.
 """
+import base64
 import ipaddress
 import re
 
-from runtime.module import (BRANCH, FAILURE, INT, ONREPLY, REQUEST, STR, Arg, Func, Module,
-                            Param)
+from runtime.module import (BRANCH, FAILURE, INT, ONREPLY, REQUEST, STATIC, STR, Arg, Func,
+                            Module, Param)
 from runtime.pv import PVS, PVError, bind, parse_pv_text, parse_uri
 from runtime.sip.headers import NameAddr, SIPError
 
@@ -17,8 +18,10 @@ ROUTES = REQUEST | ONREPLY | FAILURE | BRANCH
 TESTS = {"private-contact": 1, "diff-ip-src-via": 2, "private-via": 4, "private-sdp": 8,
          "diff-port-src-via": 16, "diff-ip-src-contact": 32, "diff-port-src-contact": 64,
          "carrier-grade-nat": 128}
-_RFC1918 = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
-_RFC6598 = ipaddress.ip_network("100.64.0.0/10")
+# RFC 1918 and RFC 6598 (shared address space); with carrier-grade-nat also RFC 6333
+_PRIVATE = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12",
+                                              "192.168.0.0/16", "100.64.0.0/10")]
+_RFC6333 = ipaddress.ip_network("192.0.0.0/29")
 
 
 def _fix_tests(value, rt):
@@ -55,6 +58,13 @@ def _fix_sdp_flags(value, rt):
     return mask
 
 
+def _fix_contact_flags(value, rt):
+    flags = {f.strip() for f in str(value).split(",") if f.strip()}
+    if not flags <= {"preserve-uri"}:
+        raise ValueError(f"unknown flag '{sorted(flags - {'preserve-uri'})[0]}' (preserve-uri)")
+    return frozenset(flags)
+
+
 def _avp_spec(value):
     if value and not str(value).startswith("$avp("):
         return f"'{value}' is not an AVP ($avp(name))"
@@ -86,7 +96,10 @@ exports = Module(
     functions=[
         Func("nat_uac_test", "nat_uac_test", [Arg(STR, fixup=_fix_tests, name="flags")],
              ROUTES),
-        Func("fix_nated_contact", "fix_nated_contact", [Arg(STR, optional=True)], ROUTES),
+        Func("fix_nated_contact", "fix_nated_contact",
+             [Arg(STR, optional=True, name="uri_params"),
+              Arg(STATIC, optional=True, fixup=_fix_contact_flags, name="flags")], ROUTES),
+        Func("restore_nated_ruri", "restore_nated_ruri", routes=REQUEST | BRANCH),
         Func("fix_nated_register", "fix_nated_register", routes=REQUEST),
         Func("add_rcv_param", "add_rcv_param", [Arg(INT, optional=True)], REQUEST),
         Func("fix_nated_sdp", "fix_nated_sdp",
@@ -131,7 +144,7 @@ def _private(host, cgn):
     ip = _ip(host)
     if ip is None or ip.version != 4:
         return False
-    return any(ip in n for n in _RFC1918) or (cgn and ip in _RFC6598)
+    return any(ip in n for n in _PRIVATE) or (cgn and ip in _RFC6333)
 
 
 def _contact_uri(ctx):
@@ -202,8 +215,9 @@ def _write(ctx, hdr, names):
     ctx.get_edits().replace_header(hdr, f"{hdr.name}: {', '.join(str(n) for n in names)}")
 
 
-def fix_nated_contact(ctx, uri_params=None):
-    """Rewrite the first Contact URI's host:port to where the message came from."""
+def fix_nated_contact(ctx, uri_params=None, flags=None):
+    """Rewrite the first Contact URI's host:port to where the message came from (with
+    preserve-uri, the old one is kept in an 'org' URI parameter for restore_nated_ruri)."""
     try:
         headers = _contact_headers(ctx)
         first = ctx.msg.contacts[0] if headers else None
@@ -215,12 +229,35 @@ def fix_nated_contact(ctx, uri_params=None):
     if u is None or u.is_tel:
         return -1
     host = f"[{ctx.src_ip}]" if ":" in ctx.src_ip else ctx.src_ip
-    new = str(u.replace(host=host, port=ctx.src_port)) + (uri_params or "")
+    params = list(u.params)
+    if flags and "preserve-uri" in flags:
+        org = base64.urlsafe_b64encode(u.hostport.encode()).decode().rstrip("=")
+        params.append(("org", org))
+    new = str(u.replace(host=host, port=ctx.src_port, params=params)) + (uri_params or "")
     hdr, names = headers[0]
     names[0].uri = new
     _write(ctx, hdr, names)
     first.uri = new               # the parsed Contact, as save() and $ct see it
     first._uri = None
+    return 1
+
+
+def restore_nated_ruri(ctx):
+    """The R-URI (without 'org') becomes $du; its host:port go back to what 'org' says."""
+    u = parse_uri(ctx.ruri)
+    org = u.param("org") if u is not None else None
+    if not org:
+        return -1
+    try:
+        hostport = base64.urlsafe_b64decode(org + "=" * (-len(org) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return -1
+    m = re.fullmatch(r"(\[[^\]]+\]|[^:]+)(?::(\d+))?", hostport)
+    if m is None:
+        return -1
+    u = u.replace(params=[(k, v) for k, v in u.params if k.lower() != "org"])
+    ctx.dst_uri = str(u)
+    ctx.new_ruri = str(u.replace(host=m.group(1), port=int(m.group(2)) if m.group(2) else None))
     return 1
 
 

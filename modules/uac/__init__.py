@@ -5,7 +5,7 @@ import os
 import re
 
 from modules.auth import digest  # the digest arithmetic only (uac does not need auth loaded)
-from runtime.module import (BRANCH, FAILURE, REQUEST, STATIC, STR, Arg, Func, Module, Param)
+from runtime.module import BRANCH, FAILURE, REQUEST, STR, Arg, Func, Module, Param
 from runtime.pv import PVS, PVError, bind, parse_pv_text
 from runtime.sip.auth import parse_digest
 from runtime.sip.headers import NameAddr, SIPError
@@ -45,7 +45,7 @@ exports = Module(
         Func("uac_restore_from", "uac_restore_from", routes=REQUEST),
         Func("uac_restore_to", "uac_restore_to", routes=REQUEST),
         Func("uac_auth", "uac_auth",
-             [Arg(STATIC, optional=True, fixup=_fix_algorithms, name="algorithms")], FAILURE),
+             [Arg(STR, optional=True, fixup=_fix_algorithms, name="algorithms")], FAILURE),
     ],
     depends=("tm",),
     init="init",

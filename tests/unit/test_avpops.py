@@ -105,10 +105,11 @@ def test_db_load_store_delete_query(dbpath):
                       'username=\'$tU\' order by value", "$avp(attr);$avp(val)")'),
         flag("none", 'avp_db_query("select value from usr_preferences where 0", "$avp(x)")'),
         flag("del", 'avp_db_delete("$tu/username", "$avp(tag)")'),
+        flag("upd", 'avp_db_query("update usr_preferences set value=\'x\' where 0")'),
         flag("gone", 'avp_db_load("$tu/username", "$avp(tag)")'),
     ]), extra=extra, init=_init)
-    assert (v["load"], v["uuid"], v["store"], v["query"], v["none"], v["del"], v["gone"]) == (
-        1, 1, 1, 1, -1, 1, -1)
+    assert (v["load"], v["uuid"], v["store"], v["query"], v["none"], v["del"], v["gone"],
+            v["upd"]) == (1, 1, 1, 1, -1, 1, -1, 1)
     assert ctx.avps["fwd"] == ["sip:voicemail@example.com", "sip:x@y"]
     assert ctx.avps["limit"] == [3]
     assert ctx.avps["val"] == ["blue", "red"]        # rows in order: the last on top

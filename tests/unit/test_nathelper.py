@@ -49,6 +49,8 @@ def test_nat_uac_test_names_and_masks():
     v, _ = run(script, public)
     assert set(v.values()) == {0}
     v, _ = run(script, invite(contact="<sip:alice@100.64.1.1>"))
+    assert (v["pc"], v["cgn"]) == (1, 1)
+    v, _ = run(script, invite(contact="<sip:alice@192.0.0.2>"))
     assert (v["pc"], v["cgn"]) == (0, 1)
 
 
@@ -57,6 +59,19 @@ def test_fix_nated_contact_changes_header_and_parsed_contact():
     out = apply(ctx.msg, ctx.edits)
     assert out.get("contact") == "<sip:alice@203.0.113.7:40000;transport=udp;nat=yes>"
     assert ctx.msg.contacts[0].uri == "sip:alice@203.0.113.7:40000;transport=udp;nat=yes"
+
+
+def test_preserve_uri_and_restore_nated_ruri():
+    _, ctx = run('fix_nated_contact("", "preserve-uri");', invite())
+    contact = apply(ctx.msg, ctx.edits).get("contact")
+    assert contact.startswith("<sip:alice@203.0.113.7:40000;transport=udp;org=")
+    ruri = contact[1:-1]
+    msg = Message.parse(invite().raw.replace(b"INVITE sip:bob@example.com",
+                                                f"INVITE {ruri}".encode()))
+    v, ctx = run('if (restore_nated_ruri()) $var(r) = 1; else $var(r) = -1;', msg)
+    assert v["r"] == 1
+    assert ctx.dst_uri == "sip:alice@203.0.113.7:40000;transport=udp"
+    assert ctx.ruri == "sip:alice@192.168.1.20:5062;transport=udp"
 
 
 def test_add_rcv_param_and_fix_nated_register():
