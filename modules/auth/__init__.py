@@ -263,7 +263,7 @@ def _pv_authorize(ctx, realm, hftype):
     def get_ha1(ctx, username, realm, alg):
         user = user_pv.get(ctx)
         password = pass_pv.get(ctx)
-        if user is None or str(user) != username.partition("@")[0] or password is None:
+        if user is None or str(user) != username.partition("@")[0] or password in (None, ""):
             return -1, None
         if _state["params"]["calculate_ha1"]:
             return 1, digest.ha1(alg, username, realm, str(password))
