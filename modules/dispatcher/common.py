@@ -27,6 +27,13 @@ class PVRef:
         else:
             self.bound.set(ctx, value)
 
+    def push_last(self, ctx, value):
+        """Add as the oldest value (OpenSIPS add_avp_last): read after the others."""
+        if self.avp:
+            ctx.avps.setdefault(self.name, []).insert(0, value)
+        else:
+            self.bound.set(ctx, value)
+
     def get(self, ctx):
         if self.avp:
             lst = ctx.avps.get(self.name)
