@@ -75,16 +75,18 @@ _FUNCTIONS_BY_MODULE = {
     "rtpproxy": "rtpproxy_offer rtpproxy_answer rtpproxy_unforce rtpproxy_engage",
     "rtpengine": "rtpengine_offer rtpengine_answer rtpengine_delete rtpengine_manage",
     "dispatcher": "ds_select_dst ds_select_domain ds_next_dst ds_next_domain ds_mark_dst "
-                  "ds_is_in_list ds_count",
-    "drouting": "do_routing use_next_gw is_from_gw goes_to_gw route_to_gw route_to_carrier "
-                "dr_is_gw dr_match dr_disable",
-    "load_balancer": "lb_start lb_next load_balance lb_is_started lb_reset lb_disable_dst",
+                  "ds_is_in_list ds_count ds_is_from_list ds_reload ds_push_script_attrs "
+                  "ds_get_script_attrs",
+    "drouting": "do_routing use_next_gw next_routing is_from_gw goes_to_gw route_to_gw "
+                "route_to_carrier dr_is_gw dr_match dr_disable",
+    "load_balancer": "lb_start lb_next load_balance lb_start_or_next lb_is_started lb_reset "
+                     "lb_disable_dst lb_disable lb_is_destination lb_count_call",
     "acc": "do_accounting acc_log_request acc_db_request drop_accounting acc_new_leg",
     "permissions": "check_source_address check_address get_source_group allow_routing "
                    "allow_register allow_uri",
     "domain": "is_from_local is_uri_host_local is_domain_local",
     "alias_db": "alias_db_lookup alias_db_find",
-    "dialplan": "dp_translate",
+    "dialplan": "dp_translate dp_match dp_replace",
     "presence": "handle_publish handle_subscribe",
     "cfgutils": "rand_event rand_set_prob sleep usleep check_time_rec get_static_lock "
                 "release_static_lock get_accurate_time shuffle_avps abort",

@@ -147,6 +147,11 @@ exports = Module(
               Arg(STR, optional=True)],
              REQUEST | FAILURE | BRANCH | ONREPLY),
         Func("ds_reload", "ds_reload", routes=ALL),   # Kamailio: reload the sets
+        Func("ds_push_script_attrs", "ds_push_script_attrs",
+             [Arg(STR), Arg(STR), Arg(STR, optional=True), Arg(STR, fixup=_set_fixup),
+              Arg(STR, optional=True)], ALL),
+        Func("ds_get_script_attrs", "ds_get_script_attrs",
+             [Arg(STR), Arg(STR, fixup=_set_fixup), Arg(STR, optional=True), Arg(VAR)], ALL),
     ],
     init="init",
     child_init="child_init",
@@ -167,7 +172,7 @@ def _codes_check(v):
 class Dest:
     __slots__ = ("uri", "dst_uri", "setid", "flags", "weight", "priority", "attrs", "sock",
                  "probe_mode", "failures", "rr_count", "chosen", "ips", "description",
-                 "running", "active_running", "row_id")
+                 "running", "active_running", "row_id", "script_attrs")
 
     def __init__(self, uri, setid, flags=0, weight=1, priority=0, attrs=None, sock=None,
                  probe_mode=0, description=None, row_id=None):
@@ -182,6 +187,7 @@ class Dest:
         self.probe_mode = probe_mode
         self.description = description
         self.row_id = row_id
+        self.script_attrs = None
         self.failures = 0
         self.rr_count = 0
         self.chosen = 0
@@ -678,6 +684,8 @@ def _select(ctx, st, part, setid, alg, flags, max_res, mode):
         cnt += 1
     if part.attrs_avp is not None:
         part.attrs_avp.push(ctx, selected.attrs or "")
+    if part.script_attrs_avp is not None:
+        part.script_attrs_avp.push(ctx, selected.script_attrs or "")
     part.grp_avp.push(ctx, setid)
     part.cnt_avp.push(ctx, cnt)
     return 1
@@ -716,7 +724,7 @@ def _push(ctx, part, d):
     if part.attrs_avp is not None:
         part.attrs_avp.push(ctx, d.attrs or "")
     if part.script_attrs_avp is not None:
-        part.script_attrs_avp.push(ctx, "")
+        part.script_attrs_avp.push(ctx, d.script_attrs or "")
 
 
 def _update(ctx, uri, sock, mode) -> bool:
@@ -876,6 +884,36 @@ def ds_is_from_list(ctx, set_=None, mode=None, uri=None):
     if mode and int(mode) & 1:
         port = 0
     return _in_list(ctx, st, part, host, port, setid, False)
+
+
+def ds_push_script_attrs(ctx, attrs, ip, port, set_, partition=None):
+    """Attach a script string to the destinations of `set` at ip[:port] (3.x)."""
+    st = _state(ctx)
+    part_name, setid = set_
+    part = st.partition(partition or part_name)
+    if part is None or setid not in part.sets:
+        return -1
+    ip = str(ip).strip().strip("[]")
+    p = _port(port)
+    n = 0
+    for d in part.sets[setid].dests:
+        if any(same_ip(dip, ip) and (p == 0 or dport == 0 or p == dport) for dip, dport in d.ips):
+            d.script_attrs = attrs
+            n += 1
+    return 1 if n else -1
+
+
+def ds_get_script_attrs(ctx, uri, set_, partition, var):
+    st = _state(ctx)
+    part_name, setid = set_
+    part = st.partition(partition or part_name)
+    if part is None:
+        return -1
+    s, d = st.find(part, setid, uri)
+    if d is None or d.script_attrs is None:
+        return -1
+    var.set(ctx, d.script_attrs)
+    return 1
 
 
 def ds_reload(ctx):

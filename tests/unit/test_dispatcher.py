@@ -175,3 +175,12 @@ def test_load_time_errors():
         loaded = load_script(parse_text('loadmodule "dispatcher.so"\n'
                                         f"route {{\n{body}\n}}\n", "t.cfg"))
         assert not loaded.ok, body
+
+
+def test_script_attrs(dbpath):
+    rt = load('ds_push_script_attrs("load=5", "10.0.0.12", 5060, 1);\n'
+              'if (ds_get_script_attrs("sip:10.0.0.12:5060", 1, , $var(sa))) $var(r) = 1;\n'
+              'ds_select_dst(1, 8, "f"); ds_next_dst(); $var(cur) = $avp(dsscript);',
+              params(dbpath, 'modparam("dispatcher", "script_attrs_avp", "$avp(dsscript)")\n'))
+    run(rt)
+    assert rt.vars["sa"] == "load=5" and rt.vars["r"] == 1 and rt.vars["cur"] == "load=5"
