@@ -72,8 +72,19 @@ _FUNCTIONS_BY_MODULE = {
               "unset_dlg_profile is_in_profile get_profile_size set_dlg_flag is_dlg_flag_set "
               "store_dlg_value fetch_dlg_value dlg_on_hangup dlg_on_answer dlg_on_timeout",
     "mediaproxy": "engage_media_proxy use_media_proxy end_media_session",
-    "rtpproxy": "rtpproxy_offer rtpproxy_answer rtpproxy_unforce rtpproxy_engage",
-    "rtpengine": "rtpengine_offer rtpengine_answer rtpengine_delete rtpengine_manage",
+    "rtpproxy": "rtpproxy_offer rtpproxy_answer rtpproxy_unforce rtpproxy_engage "
+                "force_rtp_proxy unforce_rtp_proxy engage_rtp_proxy start_recording "
+                "rtpproxy_start_recording rtpproxy_stream2uac rtpproxy_stream2uas "
+                "rtpproxy_stop_stream2uac rtpproxy_stop_stream2uas rtpproxy_stats "
+                "rtpproxy_manage rtpproxy_destroy set_rtp_proxy_set",
+    "rtpengine": "rtpengine_offer rtpengine_answer rtpengine_delete rtpengine_manage "
+                 "rtpengine_use_set set_rtpengine_set rtpengine_query "
+                 "rtpengine_start_recording rtpengine_stop_recording rtpengine_play_media "
+                 "rtpengine_stop_media rtpengine_block_media rtpengine_unblock_media "
+                 "rtpengine_block_dtmf rtpengine_unblock_dtmf rtpengine_start_forwarding "
+                 "rtpengine_stop_forwarding rtpengine_play_dtmf",
+    "nat_traversal": "client_nat_test fix_contact nat_keepalive",
+    "rtp_relay": "rtp_relay_engage",
     "dispatcher": "ds_select_dst ds_select_domain ds_next_dst ds_next_domain ds_mark_dst "
                   "ds_is_in_list ds_count ds_is_from_list ds_reload ds_push_script_attrs "
                   "ds_get_script_attrs",
@@ -108,7 +119,10 @@ MODULE_OF_FUNCTION = {f: m for m, fs in _FUNCTIONS_BY_MODULE.items() for f in fs
 _PV_PREFIXES = (("T_", "tm"), ("DLG_", "dialog"), ("dlg_val", "dialog"), ("shv", "cfgutils"),
                 ("env", "cfgutils"), ("RANDOM", "cfgutils"), ("ctime", "cfgutils"),
                 ("rr_params", "rr"), ("acc_", "acc"), ("json", "json"), ("sht", "htable"),
-                ("ulc", "usrloc"), ("bavp", "tm"), ("tm.", "tm"))
+                ("ulc", "usrloc"), ("bavp", "tm"), ("tm.", "tm"), ("rtpstat", "rtpengine"),
+                ("rtpquery", "rtpengine"), ("keepalive.", "nat_traversal"),
+                ("source_uri", "nat_traversal"), ("nat_traversal.", "nat_traversal"),
+                ("rtp_relay", "rtp_relay"))
 
 
 def MODULE_OF_PV(name: str):
