@@ -154,8 +154,8 @@ def init(rt):
         rt.log.warning("Auto bridging does not properly function when doing "
                        "serial/parallel forking", "rtpproxy")
     if not sets and not p["db_url"]:
-        rt.log.warning("no rtpproxy_sock given: the rtpproxy functions will fail", "rtpproxy")
-    elif sets and default not in sets:
+        raise ValueError("no rtpproxy set specified (modparam rtpproxy_sock or db_url)")
+    if sets and default not in sets:
         rt.log.warning(f"there is no rtpproxy engine in the default set {default}",
                        "rtpproxy")
     if p["rtpp_notify_socket"] or p["timeout_socket"]:
