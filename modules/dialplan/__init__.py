@@ -115,6 +115,7 @@ exports = Module(
         Func("dp_replace", "dp_replace", [Arg(STR, fixup=_id_fixup), Arg(STR), Arg(VAR)],
              _ROUTES),
     ],
+    mi={"dp_reload": "mi_dp_reload", "dp_translate": "mi_dp_translate"},
     init="init",
 )
 
@@ -370,6 +371,37 @@ def dp_replace(ctx, id_, text, out):
     if st.attrs_pv is not None:
         st.attrs_pv.push(ctx, rule.attrs)
     return 1
+
+
+# --- MI ------------------------------------------------------------------------------------
+
+def mi_dp_reload(rt, partition: str = None):
+    """Load the rules again."""
+    from runtime.mi import OK, MIError
+    st = rt.apis["dialplan"]
+    if partition is not None and partition not in st.partitions:
+        raise MIError(400, "Unknown partition")
+    try:
+        st.load()
+    except Exception as e:
+        raise MIError(500, f"Failed to reload: {e}")
+    return OK
+
+
+def mi_dp_translate(rt, dpid: int, input: str, partition: str = None):
+    """Translate a string with the rules of a dialplan id (no message: \\u and PVs in
+    replacements are left empty)."""
+    from runtime.mi import MIError
+    from runtime.server import _dummy_msg
+    from runtime.context import Context
+    st = rt.apis["dialplan"]
+    part = st.partitions.get(partition or "default")
+    if part is None:
+        raise MIError(400, "Unknown partition")
+    rule, output = st.translate(Context(rt, _dummy_msg()), part, dpid, input)
+    if rule is None or output is False:
+        raise MIError(404, "No translation")
+    return {"Output": output if output is not None else input, "ATTRIBUTES": rule.attrs}
 
 
 __all__ = ["exports", "State", "Rule", "ALL", "INT"]

@@ -153,6 +153,8 @@ exports = Module(
         Func("ds_get_script_attrs", "ds_get_script_attrs",
              [Arg(STR), Arg(STR, fixup=_set_fixup), Arg(STR, optional=True), Arg(VAR)], ALL),
     ],
+    mi={"ds_list": "mi_ds_list", "ds_reload": "mi_ds_reload",
+        "ds_set_state": "mi_ds_set_state"},
     init="init",
     child_init="child_init",
     destroy="destroy",
@@ -924,6 +926,69 @@ def ds_reload(ctx):
         ctx.rt.log.error(f"reload failed: {e}", "dispatcher")
         return -1
     return 1
+
+
+# --- MI ------------------------------------------------------------------------------------
+
+def mi_ds_list(rt, full: int = 0):
+    """The sets of every partition, their destinations and states."""
+    st = rt.apis["dispatcher"]
+    parts = []
+    for name, part in st.partitions.items():
+        sets = []
+        for s in part.sets.values():
+            dests = []
+            for d in s.dests:
+                node = {"URI": d.uri, "state": d.state_name.capitalize(),
+                        "first_hit_counter": d.chosen}
+                if d.sock is not None:
+                    node["socket"] = str(d.sock)
+                if d.attrs:
+                    node["attr"] = d.attrs
+                if d.script_attrs:
+                    node["script_attr"] = d.script_attrs
+                if full:
+                    node.update(weight=d.weight, priority=d.priority)
+                    if d.description:
+                        node["description"] = d.description
+                dests.append(node)
+            sets.append({"id": s.id, "Destinations": dests})
+        parts.append({"name": name, "SETS": sets})
+    return {"PARTITIONS": parts}
+
+
+def mi_ds_reload(rt, partition: str = None):
+    """Load the destinations again (states of known destinations as stored)."""
+    from runtime.mi import OK, MIError
+    st = rt.apis["dispatcher"]
+    if partition is not None and partition not in st.partitions:
+        raise MIError(400, "Unknown partition")
+    try:
+        st.load()
+    except Exception as e:
+        raise MIError(500, f"Failed to reload: {e}")
+    return OK
+
+
+def mi_ds_set_state(rt, state: str, group: str, address: str):
+    """Set a destination active (a), inactive (i) or probing (p)."""
+    from runtime.mi import OK, MIError
+    st = rt.apis["dispatcher"]
+    code = _STATES.get(str(state).strip().lower()[:1])
+    if code is None:
+        raise MIError(400, "Bad state value")
+    try:
+        pname, setid = _set_fixup(group, rt)
+    except ValueError:
+        raise MIError(400, "Bad group value")
+    part = st.partition(pname)
+    if part is None:
+        raise MIError(400, "Unknown partition")
+    s, d = st.find(part, setid, address)
+    if d is None:
+        raise MIError(404, "Destination not found")
+    st.set_state(part, s, d, code)
+    return OK
 
 
 __all__ = ["exports", "State", "Dest", "DSet", "INACTIVE", "PROBING"]

@@ -149,6 +149,8 @@ exports = Module(
              REQUEST | FAILURE | ONREPLY | BRANCH | LOCAL | STARTUP | TIMER | EVENT),
         Func("dr_disable", "dr_disable", [Arg(STR, optional=True)], REQUEST | FAILURE),
     ],
+    mi={"dr_reload": "mi_dr_reload", "dr_gw_status": "mi_dr_gw_status",
+        "dr_carrier_status": "mi_dr_carrier_status"},
     init="init",
 )
 
@@ -933,6 +935,61 @@ def dr_disable(ctx, partition=None):
         return -1
     st.set_gw_state(part, gw, True)
     return 1
+
+
+# --- MI ------------------------------------------------------------------------------------
+
+def mi_dr_reload(rt):
+    """Load gateways, carriers, rules and groups again."""
+    from runtime.mi import OK, MIError
+    try:
+        rt.apis["drouting"].load()
+    except Exception as e:
+        raise MIError(500, f"Failed to reload: {e}")
+    return OK
+
+
+def _gw_state(gw):
+    return "Disabled MI" if gw.mi_disabled else "Inactive" if gw.disabled else "Active"
+
+
+def mi_dr_gw_status(rt, gw_id: str = None, status: int = None):
+    """List the gateways' states, read one, or force it (0 disable, 1 enable); a gateway
+    disabled here is not probed."""
+    from runtime.mi import OK, MIError
+    st = rt.apis["drouting"]
+    part = st.partition(None)
+    if part is None:
+        raise MIError(404, "No partition")
+    if gw_id is None:
+        return {"Gateways": [{"ID": g.id, "IP Address": g.host_port, "State": _gw_state(g)}
+                             for g in part.data.gws.values()]}
+    gw = part.data.gws.get(gw_id)
+    if gw is None:
+        raise MIError(404, "Destination ID not found")
+    if status is None:
+        return {"State": _gw_state(gw)}
+    st.set_gw_state(part, gw, not status)
+    gw.mi_disabled = not status
+    return OK
+
+
+def mi_dr_carrier_status(rt, carrier_id: str = None, status: int = None):
+    """List the carriers' states, read one, or force it (0 disable, 1 enable)."""
+    from runtime.mi import OK, MIError
+    part = rt.apis["drouting"].partition(None)
+    if part is None:
+        raise MIError(404, "No partition")
+    if carrier_id is None:
+        return {"Carriers": [{"ID": c.id, "Enabled": "no" if c.disabled else "yes"}
+                             for c in part.data.carriers.values()]}
+    cr = part.data.carriers.get(carrier_id)
+    if cr is None:
+        raise MIError(404, "Carrier ID not found")
+    if status is None:
+        return {"Enabled": "no" if cr.disabled else "yes"}
+    cr.disabled = not status
+    return OK
 
 
 __all__ = ["exports", "State", "Gateway", "Carrier", "Rule", "TimeRec"]

@@ -89,6 +89,8 @@ exports = Module(
              REQUEST | BRANCH | FAILURE),
     ],
     depends=("dialog",),
+    mi={"lb_list": "mi_lb_list", "lb_reload": "mi_lb_reload", "lb_status": "mi_lb_status",
+        "lb_resize": "mi_lb_resize"},
     init="init",
 )
 
@@ -441,6 +443,59 @@ def lb_count_call(ctx, ip, port, group, resources, undo=None):
         return 1
     _count(ctx, d, res)
     return 1
+
+
+# --- MI ------------------------------------------------------------------------------------
+
+def mi_lb_list(rt):
+    """Every destination with the maximum and current load of each resource."""
+    st = rt.apis["load_balancer"]
+    out = []
+    for d in st.dests:
+        out.append({"id": d.id, "group": d.group, "uri": d.uri,
+                    "enabled": "yes" if d.enabled else "no",
+                    "auto-re": "on" if d.probe_mode else "off",
+                    "Resources": [{"name": r, "max": m, "load": d.load.get(r, 0)}
+                                  for r, m in d.resources.items()]})
+    return {"Destinations": out}
+
+
+def mi_lb_reload(rt):
+    """Load the destinations again (the load of known ones is kept)."""
+    from runtime.mi import OK, MIError
+    try:
+        rt.apis["load_balancer"].load()
+    except Exception as e:
+        raise MIError(500, f"Failed to reload: {e}")
+    return OK
+
+
+def _mi_dest(rt, destination_id):
+    from runtime.mi import MIError
+    for d in rt.apis["load_balancer"].dests:
+        if d.id == destination_id:
+            return d
+    raise MIError(404, "Destination ID not found")
+
+
+def mi_lb_status(rt, destination_id: int, new_status: int = None):
+    """Read or force (0 disable, 1 enable) the status of a destination."""
+    from runtime.mi import OK
+    d = _mi_dest(rt, destination_id)
+    if new_status is None:
+        return {"enable": "yes" if d.enabled else "no"}
+    rt.apis["load_balancer"].set_enabled(d, bool(new_status), "MI command")
+    return OK
+
+
+def mi_lb_resize(rt, destination_id: int, res_name: str, new_capacity: int):
+    """Change the capacity of one resource of a destination."""
+    from runtime.mi import OK, MIError
+    d = _mi_dest(rt, destination_id)
+    if res_name not in d.resources:
+        raise MIError(404, "Resource Name not found")
+    d.resources[res_name] = new_capacity
+    return OK
 
 
 __all__ = ["exports", "State", "Dest", "Hold", "FAILURE"]

@@ -145,3 +145,11 @@ def test_load_time_errors():
     loaded = load_script(parse_text('loadmodule "dialplan.so"\nroute {\n'
                                     'dp_translate("abc", "$rU", $rU);\n}\n', "t.cfg"))
     assert not loaded.ok
+
+
+def test_mi_translate(dbpath):
+    from modules import dialplan as dp
+    rt = load('exit;', url(dbpath))
+    assert dp.mi_dp_translate(rt, 0, "0212345678") == {"Output": "40212345678",
+                                                       "ATTRIBUTES": "ro"}
+    assert dp.mi_dp_reload(rt) == "OK"

@@ -184,3 +184,24 @@ def test_script_attrs(dbpath):
               params(dbpath, 'modparam("dispatcher", "script_attrs_avp", "$avp(dsscript)")\n'))
     run(rt)
     assert rt.vars["sa"] == "load=5" and rt.vars["r"] == 1 and rt.vars["cur"] == "load=5"
+
+
+def test_mi_commands(dbpath):
+    import asyncio
+    from runtime import mi
+    rt = load('ds_select_dst(1, 8);', params(dbpath))
+
+    def call(method, params=None):
+        req = {"jsonrpc": "2.0", "id": 1, "method": method}
+        if params is not None:
+            req["params"] = params
+        import json
+        return json.loads(asyncio.run(mi.handle_text(rt, json.dumps(req))))
+    r = call("ds_set_state", {"state": "i", "group": "1", "address": "sip:10.0.0.11:5060"})
+    assert r["result"] == "OK"
+    assert run(rt).dst_uri == "sip:10.0.0.12:5060"
+    listing = call("ds_list", {"full": 1})["result"]["PARTITIONS"][0]["SETS"]
+    set1 = next(s for s in listing if s["id"] == 1)
+    assert [d["state"] for d in set1["Destinations"]] == ["Inactive", "Active", "Active"]
+    assert call("ds_set_state", ["x", "1", "sip:nowhere"])["error"]["code"] == 400
+    assert call("ds_reload")["result"] == "OK"

@@ -167,3 +167,15 @@ def test_1x_names_and_errors(dbpath):
         loaded = load_script(parse_text('loadmodule "drouting.so"\n'
                                         f"route {{\n{body}\n}}\n", "t.cfg"))
         assert not loaded.ok, body
+
+
+def test_mi_commands(dbpath):
+    from modules import drouting as dr
+    rt = load('if (route_to_gw("de1")) $var(r) = 1; else $var(r) = -1;', P(dbpath))
+    assert dr.mi_dr_gw_status(rt, "off") == {"State": "Inactive"}
+    assert dr.mi_dr_gw_status(rt, "de1", 0) == "OK"
+    assert dr.mi_dr_gw_status(rt, "de1") == {"State": "Disabled MI"}
+    run(rt)
+    assert rt.vars["r"] == -1
+    assert dr.mi_dr_carrier_status(rt, "cr1") == {"Enabled": "yes"}
+    assert dr.mi_dr_reload(rt) == "OK"

@@ -134,3 +134,15 @@ def test_load_time_errors(tmp_path):
     loaded = load_script(parse_text('loadmodule "load_balancer.so"\nroute {\n'
                                     'lb_start(1, "pstn");\n}\n', "t.cfg"))
     assert not loaded.ok           # needs dialog
+
+
+def test_mi_commands(dbpath):
+    from modules import load_balancer as lb
+    rt = load(BODY, dbpath)
+    run(rt)
+    dests = lb.mi_lb_list(rt)["Destinations"]
+    assert dests[1]["Resources"][0] == {"name": "pstn", "max": 3, "load": 1}
+    assert lb.mi_lb_status(rt, 2, 0) == "OK" and lb.mi_lb_status(rt, 2) == {"enable": "no"}
+    assert lb.mi_lb_resize(rt, 1, "pstn", 7) == "OK"
+    run(rt)
+    assert rt.vars["du"] == "sip:10.0.0.1:5100"
