@@ -317,19 +317,29 @@ def _watch(ctx):
         dlg.on("terminated", ended)
         dlg.on("failed", ended)
 
+    def release_all():
+        for h in holds:
+            h.release()
+
     def reply_cb(tx, branch, reply):
-        if reply.status < 300 or rt.server is None:
+        # a failed call (after any failure route), or a non-INVITE (no dialog) that is over
+        if reply.status < 200 or (dlg is not None and reply.status < 300) \
+                or rt.server is None:
             return
 
         def check():
-            if tx.final_sent and tx.last_status >= 300:
-                for h in holds:
-                    h.release()
+            if tx.final_sent and (dlg is None or tx.last_status >= 300):
+                release_all()
         rt.server.loop.call_soon(check)
     if ctx.tx is not None:
         ctx.tx.callbacks.append(reply_cb)
     else:
         ctx.local_data.setdefault("tm_callbacks", []).append(reply_cb)
+    if rt.server is not None and rt.server.loop is not None:
+        def never_relayed():
+            if ctx.tx is None:       # the script ended without a transaction
+                release_all()
+        rt.server.loop.call_soon(never_relayed)
 
 
 def _count(ctx, dest, resources) -> Hold:
