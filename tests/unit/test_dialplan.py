@@ -137,8 +137,24 @@ def test_timerec():
     last_fri = TimeRec.parse("20240101T000000|P1D|monthly|||-1FR")
     assert last_fri.matches(datetime(2024, 5, 31, 10, 0))
     assert not last_fri.matches(datetime(2024, 5, 24, 10, 0))
-    with pytest.raises(ValueError):
-        TimeRec.parse("2024|PX|daily")
+    # the 3.x form (dtend / duration, "8H"), timezones, expressions
+    weekdays = TimeRec.parse("20210104T080000||8H|WEEKLY|||MO,TU,WE,TH,FR")
+    assert weekdays.matches(datetime(2024, 5, 3, 9, 0))
+    assert not weekdays.matches(datetime(2024, 5, 3, 7, 30))
+    overnight = TimeRec.parse("20200610T230000|20200611T070000||DAILY")
+    assert overnight.matches(datetime(2024, 5, 4, 6, 59))
+    assert not overnight.matches(datetime(2024, 5, 4, 7, 0))
+    assert TimeRec.parse("Europe/Bucharest|20200101T000000|20200101T120000||DAILY").tz
+    not_new_year = TimeRec.parse("20210104T080000||8H|WEEKLY|||MO,TU,WE,TH,FR & "
+                                 "!20240101T000000||P1D|YEARLY")
+    assert not not_new_year.matches(datetime(2024, 1, 1, 9, 0))
+    assert not_new_year.matches(datetime(2024, 1, 2, 9, 0))
+    holidays = TimeRec.parse("(20240101T000000||P1D|YEARLY / 20240501T000000||P1D|YEARLY)")
+    assert holidays.matches(datetime(2025, 5, 1, 3, 0))
+    assert not holidays.matches(datetime(2025, 5, 2, 3, 0))
+    for bad in ("2024|PX|daily", "20240101T000000|XX|daily", "(20240101T000000", "a & "):
+        with pytest.raises(ValueError):
+            TimeRec.parse(bad)
 
 
 def test_load_time_errors():
