@@ -20,8 +20,8 @@ import fnmatch
 import re
 
 from runtime import db
-from runtime.module import (ALL, BRANCH, EVENT, FAILURE, INT, LOCAL, ONREPLY, REQUEST,
-                            STARTUP, STR, STR_NO_EXPAND, TIMER, VAR, Arg, Func, Module, Param)
+from runtime.module import (BRANCH, EVENT, FAILURE, LOCAL, ONREPLY, REQUEST, STARTUP, STR,
+                            STR_NO_EXPAND, TIMER, VAR, Arg, Func, Module, Param)
 from runtime.pv import PVS, Format, bind, parse_pv_text
 from runtime.values import to_int, to_str
 
@@ -404,4 +404,4 @@ def mi_dp_translate(rt, dpid: int, input: str, partition: str = None):
     return {"Output": output if output is not None else input, "ATTRIBUTES": rule.attrs}
 
 
-__all__ = ["exports", "State", "Rule", "ALL", "INT"]
+__all__ = ["exports", "State", "Rule"]

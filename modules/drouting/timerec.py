@@ -154,7 +154,8 @@ class TimeRec:
             if (d - s).days % self.interval:
                 return False
         elif self.freq == "weekly":
-            weeks = ((d - timedelta(days=d.weekday())) - (s - timedelta(days=s.weekday()))).days // 7
+            monday, first_monday = d - timedelta(days=d.weekday()), s - timedelta(days=s.weekday())
+            weeks = (monday - first_monday).days // 7
             if weeks % self.interval:
                 return False
             if not self.byday and d.weekday() != s.weekday():

@@ -508,4 +508,4 @@ def mi_lb_resize(rt, destination_id: int, res_name: str, new_capacity: int):
     return OK
 
 
-__all__ = ["exports", "State", "Dest", "Hold", "FAILURE"]
+__all__ = ["exports", "State", "Dest", "Hold"]
