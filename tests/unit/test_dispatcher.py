@@ -205,3 +205,36 @@ def test_mi_commands(dbpath):
     assert [d["state"] for d in set1["Destinations"]] == ["Inactive", "Active", "Active"]
     assert call("ds_set_state", ["x", "1", "sip:nowhere"])["error"]["code"] == 400
     assert call("ds_reload")["result"] == "OK"
+
+
+def test_partitions(dbpath, tmp_path):
+    other = tmp_path / "other.db"
+    conn = db.connect(f"sqlite://{other}", shared=False)
+    from modules.dispatcher import _SCHEMA
+    from modules.dispatcher.common import sqlite_table
+    sqlite_table(conn, "ds_pstn", _SCHEMA, 9)
+    conn.insert("ds_pstn", {"setid": 1, "destination": "sip:192.0.2.1", "weight": "1"})
+    conn.close()
+    rt = load('ds_select_dst(1, 8, "f", "pstn"); $var(p) = $du; $var(cnt) = $avp(pstn_cnt);\n'
+              'ds_select_dst("pstn:1", 8); $var(q) = $du;\n'
+              'ds_select_dst(1, 8); $var(d) = $du;\n'
+              'if (ds_is_in_list("192.0.2.1", 0, 1, "pstn")) $var(in) = 1;',
+              params(dbpath, f'modparam("dispatcher", "partition", "pstn: db_url = '
+                             f'sqlite://{other}; table_name = ds_pstn; '
+                             f'cnt_avp = $avp(pstn_cnt)")\n'))
+    run(rt)
+    v = rt.vars
+    assert (v["p"], v["q"], v["d"], v["cnt"], v["in"]) == (
+        "sip:192.0.2.1", "sip:192.0.2.1", "sip:10.0.0.11:5060", 1, 1)
+
+
+def test_reply_codes():
+    from modules.dispatcher.probe import parse_reply_codes, probe_ok
+    codes, classes = parse_reply_codes("501, 403")
+    assert probe_ok(200, codes, classes) and probe_ok(403, codes, classes)
+    assert not probe_ok(404, codes, classes)
+    codes, classes = parse_reply_codes("class=2;code=403;code=488;class=3")
+    assert probe_ok(302, codes, classes) and probe_ok(488, codes, classes)
+    assert not probe_ok(500, codes, classes)
+    with pytest.raises(ValueError):
+        parse_reply_codes("abc")
