@@ -233,7 +233,8 @@ def _tm_callback(dlgs, dlg):
             dlgs.set_state(dlg, CONFIRMED_NA)
         else:
             dlgs.fire(dlg, "response", event, "upstream")
-            if all(b.final for b in tx.branches) and not tx.on_failure:
+            # tm calls us before it marks this branch final
+            if all(b.final or b is branch for b in tx.branches) and not tx.on_failure:
                 dlgs.set_state(dlg, DELETED, "failed")
     return cb
 
