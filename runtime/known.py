@@ -101,7 +101,7 @@ _FUNCTIONS_BY_MODULE = {
     "presence": "handle_publish handle_subscribe",
     "cfgutils": "rand_event rand_set_prob sleep usleep check_time_rec get_static_lock "
                 "release_static_lock get_accurate_time shuffle_avps abort",
-    "exec": "exec exec_msg exec_dset exec_avp",
+    "exec": "exec exec_msg exec_dset exec_avp exec_getenv",
     "sqlops": "sql_query sql_query_one sql_select sql_insert sql_update sql_delete "
               "sql_replace sql_avp_load sql_avp_store sql_avp_delete",
     "avpops": "avp_db_query avp_db_load avp_db_store avp_db_delete avp_check avp_copy "
@@ -110,8 +110,13 @@ _FUNCTIONS_BY_MODULE = {
     "path": "add_path add_path_received",
     "uri": "does_uri_exist check_to check_from db_check_to db_check_from is_user",
     "topology_hiding": "topology_hiding topology_hiding_match",
-    "siptrace": "sip_trace",
+    "siptrace": "sip_trace trace_dialog",
     "pike": "pike_check_req",
+    "uac_redirect": "get_redirects set_deny_filter set_accept_filter",
+    "lcr": "load_gws load_gws_from_grp next_gw from_gw from_gw_grp to_gw load_contacts "
+           "next_contacts",
+    "enum": "enum_query enum_pv_query enum_fquery i_enum_query isn_query is_from_user_enum",
+    "cachedb_local": "cache_remove_chunk",
     "sanity": "sanity_check",
 }
 MODULE_OF_FUNCTION = {f: m for m, fs in _FUNCTIONS_BY_MODULE.items() for f in fs.split()}

@@ -1,13 +1,12 @@
 """uac: From/To replacement (restored in replies and, through a Record-Route parameter, in
 the sequential requests of the dialog) and uac_auth (answering a downstream 401/407)."""
 import base64
-import os
 import re
 
 from modules.auth import digest  # the digest arithmetic only (uac does not need auth loaded)
+from modules.uac_auth import UacAuth  # the credential store, when uac_auth is not loaded
 from runtime.module import BRANCH, FAILURE, REQUEST, STR, Arg, Func, Module, Param
 from runtime.pv import PVS, PVError, bind, parse_pv_text
-from runtime.sip.auth import parse_digest
 from runtime.sip.headers import NameAddr, SIPError
 
 
@@ -76,16 +75,21 @@ def init(rt):
         p["restore_passwd"] = p["from_passwd"]
     if p["rr_store_param"] is not None:
         p["rr_from_store_param"] = p["rr_store_param"]
-    creds = []
+    # the credentials live in uac_auth (3.x); 1.x/2.x scripts give them to uac itself
+    creds = rt.apis.get("uac_auth")
+    if creds is None:
+        creds = UacAuth()
+    creds.attach(rt)
+    avps = tuple(_pv(p[k]) for k in ("auth_realm_avp", "auth_username_avp",
+                                      "auth_password_avp"))
+    if avps[1] is not None and avps[2] is not None:
+        creds.realm_pv, creds.user_pv, creds.pass_pv = avps
     for text in p["credential"]:
-        parts = text.split(":", 2)
-        if len(parts) != 3 or not parts[0]:
-            raise ValueError(f"uac: bad credential '{text}' (user:realm:password)")
-        creds.append(tuple(parts))
-    _state.update(rt=rt, params=p, creds=creds,
-                  key=(p["restore_passwd"] or "").encode(),
-                  avps=tuple(_pv(p[k]) for k in ("auth_realm_avp", "auth_username_avp",
-                                                  "auth_password_avp")))
+        try:
+            creds.add(text)
+        except ValueError as e:
+            raise ValueError(f"uac: {e}") from None
+    _state.update(rt=rt, params=p, creds=creds, key=(p["restore_passwd"] or "").encode())
     rt.outgoing_hooks.append(_auth_header)
 
 
@@ -246,19 +250,6 @@ def uac_restore_to(ctx):
 
 # --- uac_auth ------------------------------------------------------------------------------
 
-def _credential(ctx, realm):
-    realm_pv, user_pv, pass_pv = _state["avps"]
-    if user_pv is not None and pass_pv is not None:
-        user, password = user_pv.get(ctx), pass_pv.get(ctx)
-        r = realm_pv.get(ctx) if realm_pv is not None else realm
-        if user is not None and password is not None and str(r) == realm:
-            return str(user), str(password)
-    for user, r, password in _state["creds"]:
-        if r == realm:
-            return user, password
-    return None
-
-
 def _auth_header(ctx, sock):
     """rt.outgoing_hooks: the credentials uac_auth() built, on the branches sent after it."""
     pending = ctx.local_data.get("uac_auth")
@@ -269,40 +260,17 @@ def _auth_header(ctx, sock):
 
 def uac_auth(ctx, algorithms=None):
     """Answer the 401/407 that ended the transaction: the request t_relay sends again from
-    this failure route carries Authorization/Proxy-Authorization for the challenge."""
+    this failure route carries Authorization/Proxy-Authorization for the challenge (the
+    credentials: uac_auth's, see modules/uac_auth)."""
     reply = ctx.reply
     if reply is None or ctx.tx is None or reply.status not in (401, 407):
         return -1
-    www = reply.status == 401
-    for value in reply.get_all("www-authenticate" if www else "proxy-authenticate"):
-        challenge = parse_digest(value)
-        if not challenge or not challenge.get("nonce"):
-            continue
-        alg = digest.algorithm(challenge.get("algorithm"))
-        if alg is None or (algorithms and alg not in algorithms):
-            continue
-        realm = challenge.get("realm", "")
-        cred = _credential(ctx, realm)
-        if cred is None:
-            continue
-        user, password = cred
-        offered = [q.strip() for q in challenge.get("qop", "").split(",") if q.strip()]
-        qop = "auth" if "auth" in offered else None
-        nc, cnonce = "00000001", os.urandom(8).hex()
-        uri = ctx.ruri
-        resp = digest.response(alg, digest.ha1(digest.base(alg), user, realm, password),
-                               challenge["nonce"], ctx.msg.method, uri, qop=qop, nc=nc,
-                               cnonce=cnonce)
-        parts = [f'username="{user}"', f'realm="{realm}"', f'nonce="{challenge["nonce"]}"',
-                 f'uri="{uri}"', f'response="{resp}"', f"algorithm={alg}"]
-        if challenge.get("opaque") is not None:
-            parts.append(f'opaque="{challenge["opaque"]}"')
-        if qop:
-            parts += [f"qop={qop}", f"nc={nc}", f'cnonce="{cnonce}"']
-        name = "Authorization" if www else "Proxy-Authorization"
-        # for the branches this failure route sends (not the earlier ones, not the next
-        # failure route's): added as each leaves, by _auth_header
-        ctx.local_data["uac_auth"] = (len(ctx.tx.branches), f"{name}: Digest {', '.join(parts)}")
-        return 1
-    ctx.rt.log.notice(f"uac_auth(): no credentials for the challenge of {reply.status}", "uac")
-    return -1
+    line = _state["creds"].authorize(reply, ctx.msg.method, ctx.ruri, ctx, algorithms)
+    if line is None:
+        ctx.rt.log.notice(f"uac_auth(): no credentials for the challenge of {reply.status}",
+                          "uac")
+        return -1
+    # for the branches this failure route sends (not the earlier ones, not the next
+    # failure route's): added as each leaves, by _auth_header
+    ctx.local_data["uac_auth"] = (len(ctx.tx.branches), line)
+    return 1
