@@ -30,8 +30,8 @@ UAS = ("127.0.0.2", 5080)
 UAC = ("127.0.0.3", 5070)
 
 
-def tree_cpu(pid: int) -> float:
-    """User+system CPU seconds of pid and its descendants (read from /proc)."""
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of pid and its descendants (read from /proc)."""
     children = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -40,17 +40,19 @@ def tree_cpu(pid: int) -> float:
             except OSError:
                 continue
             children.setdefault(int(fields[1]), []).append((int(d), fields))
-    total, todo = 0.0, [pid]
+    user = system = 0
+    todo = [pid]
     try:
         own = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        total += (int(own[11]) + int(own[12])) / TICK
     except OSError:
-        return 0.0
+        return 0.0, 0.0
+    user, system = int(own[11]), int(own[12])
     while todo:
         for child, fields in children.get(todo.pop(), []):
-            total += (int(fields[11]) + int(fields[12])) / TICK
+            user += int(fields[11])
+            system += int(fields[12])
             todo.append(child)
-    return total
+    return user / TICK, system / TICK
 
 
 def wait_udp(addr, timeout=10.0):
@@ -129,16 +131,19 @@ def main():
         for rate in rates:
             p = start_proxy(kind, args.script, logdir)
             try:
-                before = tree_cpu(p.pid)
+                u0, s0 = tree_cpu(p.pid)
                 ok, failed, rc = run_load(rate, args.seconds, logdir)
-                cpu = tree_cpu(p.pid) - before
+                u1, s1 = tree_cpu(p.pid)
+                user, system = u1 - u0, s1 - s0
+                cpu = user + system
             finally:
                 os.killpg(p.pid, signal.SIGTERM)
                 p.wait(15)
             per_k = cpu / ok * 1000 if ok else float("nan")
             results[(kind, rate)] = per_k
             print(f"{args.script:9} {kind:9} {rate:5} calls/s: {ok:6} ok {failed:5} failed  "
-                  f"proxy CPU {cpu:6.2f} s  = {per_k:.3f} CPU-s per 1000 calls", flush=True)
+                  f"proxy CPU {cpu:6.2f} s (user {user:.2f}, sys {system:.2f})  = {per_k:.3f} CPU-s "
+                  f"per 1000 calls", flush=True)
     if "kamailio" in kinds:
         for rate in rates:
             ratio = results[("cfgscript", rate)] / results[("kamailio", rate)]

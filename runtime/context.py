@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .module import REQUEST
+from .sip.edits import Edits
 
 
 class ScriptExit(Exception):
@@ -107,7 +108,7 @@ class Context:
         return self.new_ruri if self.new_ruri is not None else self.msg.ruri
 
     def get_edits(self):
-        if self.edits is None:
-            from .sip.edits import Edits
-            self.edits = Edits(self.msg)
-        return self.edits
+        e = self.edits
+        if e is None:
+            e = self.edits = Edits(self.msg)
+        return e

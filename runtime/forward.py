@@ -14,11 +14,20 @@ _DNS_TTL = 60.0
 _dns_cache: dict = {}
 
 
+_literals: dict = {}   # IP literal as written -> the address (bounded)
+
+
 def resolve(host: str) -> str | None:
     """An IP for a host name (A/AAAA only; cached for a minute). None when unknown."""
+    ip = _literals.get(host)
+    if ip is not None:
+        return ip
     h = host.strip("[]")
     try:
         pysocket.inet_pton(pysocket.AF_INET6 if ":" in h else pysocket.AF_INET, h)
+        if len(_literals) >= 4096:
+            _literals.clear()
+        _literals[host] = h
         return h
     except OSError:
         pass
@@ -34,8 +43,27 @@ def resolve(host: str) -> str | None:
     return ip
 
 
+_hops: dict = {}   # (target, default_proto) -> (proto, host, port) before resolving (bounded)
+
+
 def next_hop(target: str, default_proto: str = "udp"):
     """(proto, ip, port) for a SIP URI or an OpenSIPS destination `[proto:]host[:port]`."""
+    hop = _hops.get((target, default_proto))
+    if hop is None:
+        hop = _hop(target, default_proto)
+        if hop is None:
+            return None
+        if len(_hops) >= 4096:
+            _hops.clear()
+        _hops[(target, default_proto)] = hop
+    proto, host, port = hop
+    ip = resolve(host)
+    if ip is None:
+        return None
+    return proto, ip, port
+
+
+def _hop(target: str, default_proto: str):
     text = target.strip()
     proto = None
     if text[:4].lower() in ("sip:", "sips", "tel:"):
@@ -59,11 +87,8 @@ def next_hop(target: str, default_proto: str = "udp"):
         else:
             host, _, port = text.partition(":")
         port = int(port) if port else None
-    ip = resolve(host)
-    if ip is None:
-        return None
     proto = proto or default_proto
-    return proto, ip, port or (5061 if proto == "tls" else 5060)
+    return proto, host, port or (5061 if proto == "tls" else 5060)
 
 
 def _branch(ctx) -> str:
@@ -91,7 +116,8 @@ def mark_received(ctx):
     if v1 is None:
         return
     new = via_received_params(v1, ctx.src_ip, ctx.src_port, ctx.force_rport)
-    if new != str(v1):
+    old = v1.text
+    if new is not old and new != (str(v1) if old is None else old):
         ctx.get_edits().replace_via1(new)
 
 
@@ -129,14 +155,16 @@ def forward_request(ctx, dest: str | None = None) -> int:
         return -1
     mark_received(ctx)
     edits = ctx.edits
-    extra = outgoing_headers(ctx, sock)
-    if extra:
-        edits = ctx.get_edits().copy()
-        for where, line in extra:
-            edits.add_header(line, *where)
+    if rt.outgoing_hooks:
+        extra = outgoing_headers(ctx, sock)
+        if extra:
+            edits = ctx.get_edits().copy()
+            for where, line in extra:
+                edits.add_header(line, *where)
+    local = ctx.local_data
     data = build_request(msg, edits, top_via=via_for(ctx, sock, _branch(ctx)),
-                         ruri=ctx.new_ruri, drop_route_count=ctx.local_data.get("drop_routes", 0),
-                         stream=proto != "udp")
+                         ruri=ctx.new_ruri, drop_route_count=local.get("drop_routes", 0)
+                         if local else 0, stream=proto != "udp")
     if not rt.server.send(sock, (ip, port), data):
         return -1
     ctx.sent = True

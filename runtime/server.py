@@ -105,7 +105,7 @@ class Server:
         if sock is None:
             self.rt.log.error(f"no socket to send to {addr}")
             return False
-        if self.rt.log.enabled(L_DBG):
+        if self.rt.log.level >= L_DBG:
             self.rt.log.debug(f"sending {len(data)} bytes to {sock.proto}:{addr[0]}:{addr[1]}")
         if sock.proto == "udp":
             try:
@@ -139,7 +139,7 @@ class Server:
 
     # --- receiving -----------------------------------------------------------------------
     def receive(self, data: bytes, addr, sock, proto: str):
-        if not data.strip(b"\r\n\x00 "):
+        if data[:1] in b"\r\n\x00 " and not data.strip(b"\r\n\x00 "):
             return  # keep-alive
         try:
             msg = Message.parse(data)

@@ -34,8 +34,7 @@ def mf_process_maxfwd_header(ctx, default):
         return -1
     limit = ctx.rt.modparams["maxfwd"]["max_limit"]
     new = min(v, limit) - 1
-    h = ctx.msg.get_header("max-forwards")
-    ctx.get_edits().replace_header(h, f"{h.name}: {new}")
+    ctx.get_edits().replace_value(ctx.msg.get_header("max-forwards"), new)
     return 1
 
 

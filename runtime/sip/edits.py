@@ -80,10 +80,8 @@ class Edits:
         return new
 
     def _check(self, h: Header):
-        for x in self.msg.headers:
-            if x is h:
-                return
-        raise ValueError("header does not belong to this message")
+        if not self.msg._owns(h):
+            raise ValueError("header does not belong to this message")
 
     # ------------------------------------------------------------------ headers
     def add_header(self, line: str, where: str = "end", ref: Header | None = None) -> None:
@@ -112,6 +110,15 @@ class Edits:
     def replace_header(self, h: Header, new_line: str) -> None:
         self._check(h)
         self._hdr[h.start] = (h, self._next(), _line(new_line))
+
+    def replace_value(self, h: Header, value) -> None:
+        """Replace the value of ``h``, keeping its name as written (``replace_header`` with
+        ``f"{h.name}: {value}"``, without re-checking a line we build ourselves)."""
+        value = str(value)
+        if "\r" in value or "\n" in value:
+            return self.replace_header(h, f"{h.name}: {value}")
+        self._check(h)
+        self._hdr[h.start] = (h, self._next(), f"{h.name}: {value}\r\n".encode(ENCODING, ERRORS))
 
     def replace_via1(self, value: str) -> None:
         """Replace the topmost Via *value* (only the first of comma-separated values), e.g.
@@ -186,26 +193,37 @@ def _via_rewrite(h: Header, first: str | None, err) -> bytes:
 def _assemble(msg: Message, edits: Edits | None, start_line: bytes, *, top_via=None,
               drop_route_count=0, drop_top_via=False, stream=False) -> bytes:
     raw = msg.raw
-    hdr = dict(edits._hdr) if edits is not None else {}
-    inserts = list(edits._inserts) if edits is not None else []
-    seq = 10 ** 9  # automatic edits come after the recorded ones at the same place
+    if edits is not None:
+        hdr = edits._hdr
+        inserts = edits._inserts
+        via1 = edits._via1
+        body_changed = edits._body_set or bool(edits._body_edits)
+    else:
+        hdr = _NO_EDITS
+        inserts = ()
+        via1 = None
+        body_changed = False
+    own = False        # hdr copied (automatic edits go into the copy)
+    auto = []          # automatic inserts
+    seq = 10 ** 9      # automatic edits come after the recorded ones at the same place
 
     # top Via: replace / drop its first value
-    via1 = edits._via1 if edits is not None else None
-    if via1 is not None or drop_top_via:
+    if via1 is not None or drop_top_via or top_via is not None:
         h = msg.get_header("via")
-        if h is not None:
+        if h is not None and (via1 is not None or drop_top_via):
+            hdr, own = dict(hdr), True
             seq += 1
             hdr[h.start] = (h, seq, _via_rewrite(h, None if drop_top_via else via1, msg._err))
-    if top_via is not None:
-        # directly above the received Vias, after what was recorded for that place
-        h = msg.get_header("via")
-        pos = h.start if h is not None else msg._hdr_start
-        seq += 1
-        inserts.append((pos, 1, seq, f"Via: {top_via}\r\n".encode(ENCODING, ERRORS)))
+        if top_via is not None:
+            # directly above the received Vias, after what was recorded for that place
+            seq += 1
+            auto.append((h.start if h is not None else msg._hdr_start, 1, seq,
+                         f"Via: {top_via}\r\n".encode(ENCODING, ERRORS)))
 
     # loose routing: drop the first Route values
     if drop_route_count:
+        if not own:
+            hdr, own = dict(hdr), True
         left = drop_route_count
         for h in msg.get_headers("route"):
             values = split_commas(h.value, msg._err)
@@ -223,49 +241,69 @@ def _assemble(msg: Message, edits: Edits | None, start_line: bytes, *, top_via=N
             raise ValueError("drop_route_count exceeds the Route values")
 
     # body, Content-Type, Content-Length
-    body_changed = edits is not None and edits.body_changed
-    body = edits.new_body() if body_changed else msg.body
-    if edits is not None and edits._body_set:
-        ct = edits._content_type
-        cts = msg.get_headers("content-type")
-        if ct is not None:
-            seq += 1
-            if cts:
-                hdr[cts[0].start] = (cts[0], seq, f"{cts[0].name}: {ct}\r\n".encode(ENCODING, ERRORS))
-            else:
-                inserts.append((msg._hdr_end, 1, seq, f"Content-Type: {ct}\r\n".encode(ENCODING, ERRORS)))
-        elif not body:
-            for h in cts:
+    if body_changed or stream:
+        if not own:
+            hdr, own = dict(hdr), True
+        body = edits.new_body() if body_changed else msg.body
+        if body_changed and edits._body_set:
+            ct = edits._content_type
+            cts = msg.get_headers("content-type")
+            if ct is not None:
                 seq += 1
-                hdr[h.start] = (h, seq, b"")
-    cls = msg.get_headers("content-length")
-    if body_changed or (stream and not cls):
-        n = len(body)
-        seq += 1
-        if cls:
-            hdr[cls[0].start] = (cls[0], seq, f"{cls[0].name}: {n}\r\n".encode())
-            for h in cls[1:]:
-                hdr[h.start] = (h, seq, b"")
-        else:
-            inserts.append((msg._hdr_end, 1, seq, f"Content-Length: {n}\r\n".encode()))
+                if cts:
+                    hdr[cts[0].start] = (cts[0], seq,
+                                         f"{cts[0].name}: {ct}\r\n".encode(ENCODING, ERRORS))
+                else:
+                    auto.append((msg._hdr_end, 1, seq,
+                                 f"Content-Type: {ct}\r\n".encode(ENCODING, ERRORS)))
+            elif not body:
+                for h in cts:
+                    seq += 1
+                    hdr[h.start] = (h, seq, b"")
+        cls = msg.get_headers("content-length")
+        if body_changed or not cls:
+            n = len(body)
+            seq += 1
+            if cls:
+                hdr[cls[0].start] = (cls[0], seq, f"{cls[0].name}: {n}\r\n".encode())
+                for h in cls[1:]:
+                    hdr[h.start] = (h, seq, b"")
+            else:
+                auto.append((msg._hdr_end, 1, seq, f"Content-Length: {n}\r\n".encode()))
+    else:
+        body = None    # as received: the rest of raw
 
     # header section, at one offset: inserts made 'after' the header ending there, then the
     # other inserts, then the replaced line starting there; each group in recording order
-    patches = [(pos, rank, s, pos, data) for pos, rank, s, data in inserts]
-    patches += [(h.start, 2, s, h.end, data) for h, s, data in hdr.values()]
-    patches.sort(key=lambda p: (p[0], p[1], p[2]))
     out = [start_line]
     cur = msg._hdr_start
-    for start, _, _, end, data in patches:
-        if start < cur:
-            raise ValueError("overlapping header edits")
-        out.append(raw[cur:start])
-        out.append(data)
-        cur = end
-    out.append(raw[cur:msg._hdr_end])
-    out.append(raw[msg._hdr_end:msg._body_start])  # the empty line, as received
-    out.append(body)
+    if hdr or inserts or auto:
+        patches = [(pos, rank, s, pos, data) for pos, rank, s, data in inserts]
+        if auto:
+            patches += [(pos, rank, s, pos, data) for pos, rank, s, data in auto]
+        if hdr:
+            patches += [(h.start, 2, s, h.end, data) for h, s, data in hdr.values()]
+        if len(patches) > 1:
+            patches.sort(key=_patch_order)
+        for start, _, _, end, data in patches:
+            if start < cur:
+                raise ValueError("overlapping header edits")
+            out.append(raw[cur:start])
+            out.append(data)
+            cur = end
+    if body is None:
+        out.append(raw[cur:])
+    else:
+        out.append(raw[cur:msg._body_start])  # the rest of the headers, the empty line
+        out.append(body)
     return b"".join(out)
+
+
+_NO_EDITS: dict = {}
+
+
+def _patch_order(p):
+    return p[0], p[1], p[2]
 
 
 def build_request(msg: Message, edits: Edits | None = None, *, top_via: str | None = None,

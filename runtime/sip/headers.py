@@ -114,9 +114,13 @@ def format_params(params) -> str:
 def find_param(params, name: str) -> str | None:
     """Value of the first parameter ``name`` (case-insensitive): None when absent, '' when
     present without a value; surrounding quotes of a quoted value are removed."""
-    name = name.lower()
+    return _find(params, name.lower())
+
+
+def _find(params, name: str) -> str | None:
+    """find_param() for a lowercase ``name``."""
     for k, v in params:
-        if k.lower() == name:
+        if k == name or k.lower() == name:
             if v is None:
                 return ""
             if v[:1] == '"':
@@ -227,23 +231,23 @@ class Via:
 
     @property
     def branch(self):
-        return find_param(self.params, "branch")
+        return _find(self.params, "branch")
 
     @property
     def received(self):
-        return find_param(self.params, "received")
+        return _find(self.params, "received")
 
     @property
     def rport(self):
-        return find_param(self.params, "rport")
+        return _find(self.params, "rport")
 
     @property
     def maddr(self):
-        return find_param(self.params, "maddr")
+        return _find(self.params, "maddr")
 
     @property
     def ttl(self):
-        return find_param(self.params, "ttl")
+        return _find(self.params, "ttl")
 
     @property
     def sent_by(self) -> str:
@@ -403,7 +407,7 @@ class NameAddr:
 
     @property
     def tag(self) -> str | None:
-        return find_param(self.params, "tag")
+        return _find(self.params, "tag")
 
     @property
     def parsed_uri(self):

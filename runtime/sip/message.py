@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from itertools import repeat
+from itertools import accumulate, repeat
 
 from .headers import (COMPACT_FORMS, ENCODING, ERRORS, NameAddr, SIPError, Via,
                       split_commas)
@@ -45,9 +45,21 @@ _MANDATORY = (("via", "Via"), ("from", "From"), ("to", "To"), ("call-id", "Call-
 _SINGLE = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
 
 
+_PLUS_CRLF = (2).__add__
+
+
+#: key as asked for (get('Via'), get_header('v')...) -> canonical key; bounded memo
+_CANON: dict[str, str] = {}
+
+
 def _canon(key: str) -> str:
-    k = key.lower()
-    return COMPACT_FORMS.get(k, k)
+    k = _CANON.get(key)
+    if k is None:
+        k = key.lower()
+        k = COMPACT_FORMS.get(k, k)
+        if len(_CANON) < 4096:
+            _CANON[key] = k
+    return k
 
 
 #: header name as written (a valid token) -> key; filled as names are seen (bounded, so
@@ -121,6 +133,11 @@ class Message:
     _record_routes = None
     _max_forwards = False
     _ruri_parsed = None
+    # header lines: the full list (slow path or once asked for), else single ones by index
+    _headers = None
+    _hobjs = None
+    _starts = None
+    _ascii = True         # fast-parsed header text is ASCII (one byte per character)
 
     # -------------------------------------------------------------------- parsing
     @classmethod
@@ -132,49 +149,65 @@ class Message:
                 raise TypeError("Message.parse() takes bytes")
         if data[:1] in (b"\r", b"\n"):
             data = data.lstrip(b"\r\n")  # RFC 3261 7.5: ignore CRLFs before the start line
-        fl_end = data.find(b"\n")
-        if fl_end < 0:
-            raise SIPError(None, "Truncated message: no start line")
         self = cls.__new__(cls)
-        first = data[:fl_end]
-        if first[-1:] == b"\r":
-            first = first[:-1]
-        first = first.decode(ENCODING, ERRORS)
-        m = _REQ_LINE_RE.fullmatch(first)
-        if m is not None:
-            self.method, self.ruri = m.groups()
-        else:
-            self._start_line(first)
-        err = self._err
-        if len(data) > MAX_MESSAGE_SIZE:
-            raise SIPError(513 if err else None, "Message Too Large")
-
-        hstart = fl_end + 1
-        self._hdr_start = hstart
         self.raw = data
         fast = False
-        # end of the header section: the first empty line
-        p1 = data.find(b"\n\r\n", fl_end)
-        if p1 >= hstart:
-            hdr_end = p1 + 1
-            text = data[hstart:hdr_end].decode(ENCODING, ERRORS)
-            lines = text[:-2].split("\r\n")
+        # the fast path: the start line and CRLF-terminated 'token: value' lines up to the
+        # first empty line, no folding, no bare CR or LF (else the careful scanner below)
+        p1 = data.find(b"\r\n\r\n")
+        if p1 > 0 and len(data) <= MAX_MESSAGE_SIZE:
+            text = data[:p1].decode(ENCODING, ERRORS)
+            lines = text.split("\r\n")
             n = len(lines)
-            # ends in CRLF, and as many LF and CR as CRLF pairs: no bare LF (so no earlier
-            # blank line) and no bare CR anywhere
-            if text[-2:] == "\r\n" and text.count("\n") == n and text.count("\r") == n:
-                names, seps, values = zip(*map(str.partition, lines, repeat(":", n)))
-                keys = list(map(_KEYS.get, names))
-                if None in keys:
-                    keys = _new_keys(names, keys)
-                if keys is not None and "" not in seps:
-                    # fast path: every line is 'token: value CRLF' (no folding, no blank
-                    # before ':'); the names are known-good tokens
+            if text.count("\n") == n - 1 and text.count("\r") == n - 1:
+                first = lines[0]
+                m = _REQ_LINE_RE.fullmatch(first)
+                if m is not None:
+                    self.method, self.ruri = m.groups()
+                else:
+                    self._start_line(first)
+                hstart = len(first) + 2
+                if len(text) != p1:  # not ASCII: count the start line's bytes
+                    self._ascii = False
+                    hstart = len(first.encode(ENCODING, ERRORS)) + 2
+                del lines[0]
+                n -= 1
+                if n:
+                    names, seps, values = zip(*map(str.partition, lines, repeat(":", n)))
+                    keys = list(map(_KEYS.get, names))
+                    if None in keys:
+                        keys = _new_keys(names, keys)
+                    if keys is not None and "" not in seps:
+                        fast = True
+                        values = list(map(str.strip, values))
+                else:
                     fast = True
-                    values = list(map(str.strip, values))
-                    self._text = text
-                    self._headers = None
-                    body_start = p1 + 3
+                    names, keys, values = (), [], []
+                if fast:
+                    self._lines = lines
+                    hdr_end = p1 + 2
+                    body_start = p1 + 4
+                    err = self._err
+                    fl_end = hstart - 1
+        if not fast:
+            fl_end = data.find(b"\n")
+            if fl_end < 0:
+                raise SIPError(None, "Truncated message: no start line")
+            first = data[:fl_end]
+            if first[-1:] == b"\r":
+                first = first[:-1]
+            first = first.decode(ENCODING, ERRORS)
+            m = _REQ_LINE_RE.fullmatch(first)
+            if m is not None:
+                self.method, self.ruri = m.groups()
+            else:
+                self._start_line(first)
+            err = self._err
+            hstart = fl_end + 1
+            p1 = data.find(b"\n\r\n", fl_end)
+        if len(data) > MAX_MESSAGE_SIZE:
+            raise SIPError(513 if err else None, "Message Too Large")
+        self._hdr_start = hstart
         if not fast:
             hdr_end, body_start, hs = self._slow_headers(data, fl_end, p1, err)
             names = [h.name for h in hs]
@@ -188,32 +221,30 @@ class Message:
         self._values = values
         # first occurrence of each key wins: assign in reverse order
         first = self._first = dict(zip(reversed(keys), reversed(values)))
-        if "content-length" not in first:
-            cl_values = None
-        elif keys.count("content-length") == 1:
-            cl_values = (first["content-length"],)
-        else:
-            cl_values = [v for k, v in zip(keys, values) if k == "content-length"]
-        if cl_values is None:
+        cl = first.get("content-length")
+        if cl is None:
             self.content_length = None
             self.body = data[body_start:]
         else:
-            cl = None
-            for v in cl_values:
-                if not (v.isascii() and v.isdigit()) or len(v) > 10:
-                    raise SIPError(err, "Bad Content-Length")
-                n = int(v)
-                if cl is not None and n != cl:
-                    raise SIPError(err, "Conflicting Content-Length headers")
-                cl = n
+            if not (cl.isascii() and cl.isdigit()) or len(cl) > 10:
+                raise SIPError(err, "Bad Content-Length")
+            cl = int(cl)
+            if keys.count("content-length") > 1:
+                for k, v in zip(keys, values):
+                    if k == "content-length":
+                        if not (v.isascii() and v.isdigit()) or len(v) > 10:
+                            raise SIPError(err, "Bad Content-Length")
+                        if int(v) != cl:
+                            raise SIPError(err, "Conflicting Content-Length headers")
             self.content_length = cl
             end = body_start + cl
-            if end > len(data):
+            n = len(data)
+            if end > n:
                 raise SIPError(err, "Content-Length larger than message")
-            if end < len(data):
+            if end < n:
                 # RFC 3261 18.3: octets after the body are spurious, not part of the message
                 self.raw = data = data[:end]
-            self.body = data[body_start:end]
+            self.body = data[body_start:end] if cl else b""
         if not self.is_request:
             v = first.get("cseq")
             parts = v.split() if v is not None else ()
@@ -287,16 +318,65 @@ class Message:
         """Every header line, in order (built on first use)."""
         hs = self._headers
         if hs is None:
-            hs = []
-            pos = self._hdr_start
-            ascii_ = len(self._text) == self._hdr_end - pos
-            for line, name, key, value in zip(self._text.split("\r\n"), self._names,
-                                              self._keys, self._values):
-                ll = (len(line) if ascii_ else len(line.encode(ENCODING, ERRORS))) + 2
-                hs.append(Header(name, key, value, pos, pos + ll))
-                pos += ll
-            self._headers = hs
+            if self._starts is None:
+                self._line_starts()
+            hs = self._headers = list(map(self._header, range(len(self._keys))))
+            self._hobjs = None
         return hs
+
+    def _header(self, i: int) -> Header:
+        """The Header of line ``i``: one object per line (edits check identity), made
+        when first asked for, with its byte offsets."""
+        hs = self._headers
+        if hs is not None:
+            return hs[i]
+        objs = self._hobjs
+        if objs is None:
+            objs = self._hobjs = {}
+        else:
+            h = objs.get(i)
+            if h is not None:
+                return h
+        starts = self._starts
+        if starts is not None:
+            start, end = starts[i], starts[i + 1]
+        elif i < 16 and self._ascii:
+            # a line near the top of an ASCII header section (one byte per character):
+            # count the lines above it rather than make the offset table
+            lines = self._lines
+            start = self._hdr_start + 2 * i + (sum(map(len, lines[:i])) if i else 0)
+            end = start + len(lines[i]) + 2
+        else:
+            starts = self._line_starts()
+            start, end = starts[i], starts[i + 1]
+        h = objs[i] = Header(self._names[i], self._keys[i], self._values[i], start, end)
+        return h
+
+    def _line_starts(self) -> list[int]:
+        """Byte offset of each header line (fast-parsed messages), and of the end."""
+        lines = self._lines
+        hstart = self._hdr_start
+        if self._ascii:  # one byte per character
+            lens = map(len, lines)
+        else:
+            lens = (len(line.encode(ENCODING, ERRORS)) for line in lines)
+        starts = self._starts = list(accumulate(map(_PLUS_CRLF, lens), initial=hstart))
+        return starts
+
+    def _owns(self, h: Header) -> bool:
+        """Is ``h`` one of this message's Header objects?"""
+        hs = self._headers
+        if hs is not None:
+            for x in hs:
+                if x is h:
+                    return True
+            return False
+        objs = self._hobjs
+        if objs:
+            for x in objs.values():
+                if x is h:
+                    return True
+        return False
 
     def _start_line(self, first: str):
         if first[:4].upper() == "SIP/":
@@ -338,17 +418,14 @@ class Message:
     # -------------------------------------------------------------------- raw access
     def get(self, key: str) -> str | None:
         """Value of the first header ``key`` (any case, compact form accepted), or None."""
-        k = key.lower()
-        return self._first.get(COMPACT_FORMS.get(k, k))
+        return self._first.get(_CANON.get(key) or _canon(key))
 
     def get_header(self, key: str) -> Header | None:
         """The first :class:`Header` named ``key``, or None."""
-        k = _canon(key)
+        k = _CANON.get(key) or _canon(key)
         if k not in self._first:
             return None
-        for h in self.headers:
-            if h.key == k:
-                return h
+        return self._header(self._keys.index(k))
 
     def get_all(self, key: str) -> list[str]:
         """Every ``key`` header line's value, in order (values are not comma-split)."""
@@ -357,7 +434,9 @@ class Message:
 
     def get_headers(self, key: str) -> list[Header]:
         k = _canon(key)
-        return [h for h in self.headers if h.key == k]
+        if k not in self._first:
+            return []
+        return [self._header(i) for i, kk in enumerate(self._keys) if kk == k]
 
     def count(self, key: str) -> int:
         return self._keys.count(_canon(key))

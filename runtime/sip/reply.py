@@ -92,12 +92,23 @@ def make_reply(req: Message, code: int, reason: str, *, to_tag: str | None = Non
 
 # ------------------------------------------------------------------------ Via and routing
 
+_IPS: dict = {}   # host text -> ip_address or None (bounded memo: parsing is slow)
+
+
 def _ip(host: str):
+    try:
+        return _IPS[host]
+    except KeyError:
+        pass
     h = host[1:-1] if host[:1] == "[" and host[-1:] == "]" else host
     try:
-        return ipaddress.ip_address(h)
+        ip = ipaddress.ip_address(h)
     except ValueError:
-        return None
+        ip = None
+    if len(_IPS) >= 4096:
+        _IPS.clear()
+    _IPS[host] = ip
+    return ip
 
 
 def via_received_params(via: Via, src_ip: str, src_port: int, force_rport: bool = False) -> str:
@@ -108,8 +119,8 @@ def via_received_params(via: Via, src_ip: str, src_port: int, force_rport: bool 
     (OpenSIPS force_rport()) acts as if ``rport`` had been present. An existing
     ``received`` / ``rport`` value is overwritten. IPv6 addresses go into ``received``
     without brackets (RFC 5118 4.5)."""
-    rport = via.rport
-    if rport is None and not force_rport and via.host == src_ip and via.received is None:
+    received, rport, _ = _via_params(via.params)
+    if rport is None and not force_rport and via.host == src_ip and received is None:
         return str(via)  # the common case: sent-by is the source address, nothing to add
     src = _ip(src_ip)
     src_txt = str(src) if src is not None else src_ip.strip("[]")
@@ -127,6 +138,28 @@ def via_received_params(via: Via, src_ip: str, src_port: int, force_rport: bool 
 
 
 _DEFAULT_PORT = {"TLS": 5061, "WSS": 443, "WS": 80}
+
+
+def _via_params(params) -> tuple:
+    """(received, rport, maddr) of a Via's parameters in one pass, as its properties give
+    them: the first of each name (any case), '' without a value, quotes removed."""
+    received = rport = maddr = None
+    for k, v in params:
+        k = k.lower()
+        if k == "received" or k == "rport" or k == "maddr":
+            if v is None:
+                v = ""
+            elif v[:1] == '"':
+                v = v[1:-1]
+            if k == "received":
+                if received is None:
+                    received = v
+            elif k == "rport":
+                if rport is None:
+                    rport = v
+            elif maddr is None:
+                maddr = v
+    return received, rport, maddr
 
 
 def reply_destination(via: Via, src: tuple[str, int] | None = None,
@@ -149,11 +182,9 @@ def reply_destination(via: Via, src: tuple[str, int] | None = None,
     if src is not None and t in ("TCP", "TLS", "SCTP", "WS", "WSS"):
         host, p = src
         return _usable(host), int(p)
-    maddr = via.maddr
+    received, rport, maddr = _via_params(via.params)
     if maddr:
         return _usable(maddr), port
-    rport = via.rport
-    received = via.received
     if src is not None:
         host = received or src[0]
         if rport is not None:
@@ -174,11 +205,20 @@ def _port(s: str) -> int:
     return int(s)
 
 
+_USABLE: dict = {}   # host -> True when it is an address a reply can go to (bounded memo)
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
 def _usable(host: str) -> str:
+    if host in _USABLE:
+        return host
     ip = _ip(host)
     if ip is not None:
-        if ip.is_unspecified or (ip.version == 4 and ip == ipaddress.IPv4Address("255.255.255.255")):
+        if ip.is_unspecified or (ip.version == 4 and ip == _BROADCAST):
             raise SIPError(None, f"Unusable reply address {host}")
     elif not host:
         raise SIPError(None, "No reply address")
+    if len(_USABLE) >= 4096:
+        _USABLE.clear()
+    _USABLE[host] = True
     return host
