@@ -25,7 +25,8 @@ from runtime.module import ALL, INT, STR, VAR, Arg, Func, Module, Param
 exports = Module(
     name="cachedb_local",
     params=[
-        Param("cachedb_url", str, multi=True), Param("cache_collections", str, "default"),
+        Param("cachedb_url", str, multi=True, check=lambda v: _check_url(v)),
+        Param("cache_collections", str, "default"),
         Param("cache_clean_period", int, 600), Param("cache_table_size", int, 9),
         Param("cluster_id", int, 0), Param("cluster_persistency", str, "none"),
         Param("enable_restart_persistency", int, 0),
@@ -142,6 +143,12 @@ class Api:
 
 
 _URL = re.compile(r"^local(?::(?P<group>[^:/]+))?://(?:[^/]*)(?:/(?P<coll>[^/]*))?$", re.I)
+
+
+def _check_url(url):
+    if _URL.match(str(url).strip()) is None:
+        return f"bad cachedb_url '{url}' (local[:group]://[/collection])"
+    return None
 
 
 def parse_urls(urls, collections_text):

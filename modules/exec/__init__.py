@@ -15,8 +15,8 @@ import re
 import shlex
 import subprocess
 
-from runtime.module import (EVENT, FAILURE, LOCAL, ONREPLY, REQUEST, STARTUP, STR, TIMER,
-                            VAR, Arg, Func, Module, Param)
+from runtime.module import (EVENT, FAILURE, LOCAL, ONREPLY, REQUEST, STARTUP, STR,
+                            STR_NO_EXPAND, TIMER, VAR, Arg, Func, Module, Param)
 from runtime.context import Branch
 from runtime.sip.headers import SIPError
 
@@ -50,7 +50,8 @@ exports = Module(
         Func("exec_msg", "exec_msg", [Arg(STR, name="command")], _ROUTES & ~STARTUP),
         Func("exec_dset", "exec_dset", [Arg(STR, name="command")], REQUEST | FAILURE),
         Func("exec_avp", "exec_avp", [Arg(STR, name="command"),
-                                      Arg(STR, optional=True, fixup=_avp_list, name="AVPs")],
+                                      Arg(STR_NO_EXPAND, optional=True, fixup=_avp_list,
+                                          name="AVPs")],
              _ROUTES),
         Func("exec_getenv", "exec_getenv", [Arg(STR, name="variable"),
                                             Arg(VAR, optional=True, name="AVP")], _ROUTES),

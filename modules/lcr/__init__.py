@@ -362,7 +362,9 @@ def load_contacts(ctx):
     if len(entries) < 2 or len({q for _, q in entries}) == 1:
         return 1
     ctx.avps.pop(name, None)
-    for uri, q in sorted(entries, key=lambda e: e[1]):     # lowest q pushed first
+    order = sorted(range(len(entries)), key=lambda i: (entries[i][1], -i))
+    for i in order:                     # lowest q pushed first: the highest ends on top
+        uri, q = entries[i]
         set_avp(ctx.avps, name, f"{q}|{uri}")
     ctx.branches = []
     return 1

@@ -149,7 +149,8 @@ def _config(p, rt):
 
 def init(rt):
     p = rt.modparams["siptrace"]
-    _state.update(rt=rt, p=p, ids=_config(p, rt), on=bool(p["trace_on"]), traced={})
+    _state.update(rt=rt, p=p, ids=_config(p, rt), on=bool(p["trace_on"]), traced={},
+                  wrapped=False, sock=None)
     flag = p["trace_flag"]
     _state["flag"] = None if flag in (None, "") else rt.flag_names.bit(flag)
     for dests in _state["ids"].values():
@@ -315,7 +316,7 @@ def _wrap_server():
     def receive(data, addr, sock, proto):
         if _state["traced"] and _state["on"]:
             t = _state["traced"].get(_callid_of(data))
-            if t is not None and not _state.get("current") == id(data):
+            if t is not None:
                 _write(t[0], data, addr, _local(sock), proto, "in", t[2])
         return orig_receive(data, addr, sock, proto)
 
