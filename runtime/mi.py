@@ -77,6 +77,23 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _as_int(v: float | int) -> int:
+    """A JSON number as cJSON's valueint: truncated, saturated to a C int."""
+    if isinstance(v, float):
+        if v != v:
+            return 0
+        v = max(min(v, 2147483647.0), -2147483648.0)
+        return int(v)
+    return max(min(v, 2147483647), -2147483648)
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+DECODER = json.JSONDecoder(parse_constant=_no_constants)
+
+
 def _str2sint(text: str) -> int | None:
     t = text[1:] if text[:1] in "+-" else text
     if not t or not t.isdigit() or not t.isascii():
@@ -86,7 +103,7 @@ def _str2sint(text: str) -> int | None:
 
 def get_int(value, name: str) -> int:
     if _is_number(value):
-        return int(value)
+        return _as_int(value)
     if isinstance(value, str):
         n = _str2sint(value)
         if n is not None:
@@ -98,7 +115,7 @@ def get_str(value, name: str) -> str:
     if isinstance(value, str):
         return value
     if _is_number(value):
-        return str(int(value))
+        return str(_as_int(value))
     raise params_error(f"Bad type for parameter '{name}'")
 
 
@@ -115,7 +132,7 @@ def get_arr_str(array: list, i: int, name: str) -> str:
     if isinstance(v, str):
         return v
     if _is_number(v):
-        return str(int(v))
+        return str(_as_int(v))
     raise params_error(f"Bad type for array item in parameter '{name}'")
 
 
@@ -264,7 +281,7 @@ def parse_request(text) -> Request:
     if isinstance(text, (bytes, bytearray)):
         text = bytes(text).decode("utf-8", errors="replace")
     try:
-        obj = json.loads(text)
+        obj = DECODER.decode(text)
     except (ValueError, RecursionError):
         return Request(error=PARSE_ERROR)
     return check_request(obj)
@@ -334,9 +351,9 @@ async def run_command(rt, cmd: Command, params):
         values = dict(zip(recipe.params, params))
     else:
         values = {p: params[p] for p in recipe.params}
-    for name, conv in recipe.converters.items():
-        values[name] = conv(values[name], name)
     try:
+        for name, conv in recipe.converters.items():
+            values[name] = conv(values[name], name)
         result = recipe.handler(rt, **values)
         if inspect.isawaitable(result):
             result = await result
@@ -366,7 +383,7 @@ async def execute(rt, req: Request) -> dict | None:
                                                                   INVALID_REQUEST[0]):
             return None
     rid = req.id if req.has_id and _valid_id(req.id) else None
-    resp["id"] = int(rid) if _is_number(rid) else rid
+    resp["id"] = _as_int(rid) if _is_number(rid) else rid
     return resp
 
 

@@ -149,7 +149,8 @@ class HTTPServer:
         try:
             while True:
                 try:
-                    req = await asyncio.wait_for(self._read(reader, peer), self.timeout)
+                    req = await asyncio.wait_for(self._read(reader, writer, peer),
+                                                 self.timeout)
                 except asyncio.TimeoutError:
                     break
                 if req is None:
@@ -173,7 +174,7 @@ class HTTPServer:
             except Exception:
                 pass
 
-    async def _read(self, reader, peer):
+    async def _read(self, reader, writer, peer):
         try:
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
@@ -197,6 +198,9 @@ class HTTPServer:
             headers[name.strip().lower()] = value.strip()
         path, _, query = target.partition("?")
         req = HTTPRequest(method, unquote(path), query, version, headers, b"", peer[:2])
+        if headers.get("expect", "").lower() == "100-continue" and version == "HTTP/1.1":
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await writer.drain()
         if "chunked" in headers.get("transfer-encoding", "").lower():
             body = b""
             while True:

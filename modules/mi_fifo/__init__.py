@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import os
 import stat
 
@@ -245,7 +244,7 @@ class FifoServer:
             if not text:
                 break                       # the command is still coming
             try:
-                obj, end = json.JSONDecoder().raw_decode(text)
+                obj, end = mi.DECODER.raw_decode(text)
             except (ValueError, RecursionError) as e:
                 if not give_up and _incomplete(e, text):
                     break
@@ -353,6 +352,8 @@ def _reply_fifo_problem(fd, path) -> str | None:
 
 def _user(user):
     import pwd
+    if isinstance(user, str) and user.strip().isdigit():
+        user = int(user)
     try:
         pw = pwd.getpwuid(user) if isinstance(user, int) else pwd.getpwnam(str(user))
     except (KeyError, OverflowError):
@@ -362,6 +363,8 @@ def _user(user):
 
 def _group(group):
     import grp
+    if isinstance(group, str) and group.strip().isdigit():
+        group = int(group)
     try:
         gr = grp.getgrgid(group) if isinstance(group, int) else grp.getgrnam(str(group))
     except (KeyError, OverflowError):

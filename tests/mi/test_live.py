@@ -130,6 +130,14 @@ def test_dlg_list_shows_the_call_in_progress(mi_proxy, sipp_scenario):
         http.execute("dlg_list", {"callid": "no-such-call"})
 
 
+def wait_for_log(proxy, text, thread, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while text not in proxy.log:
+        assert thread.is_alive() and time.monotonic() < deadline, \
+            f"'{text}' not in the log:\n" + proxy.log[-2000:]
+        time.sleep(0.05)
+
+
 def test_reload_routes_under_load(mi_proxy, sipp_scenario):
     mi = mi_proxy(DIALOG.replace("VERSION", "routes-v1"))
     cfg = mi.proxy.cfg
@@ -137,10 +145,10 @@ def test_reload_routes_under_load(mi_proxy, sipp_scenario):
     http = mi.http_mi()
     done = {}
     load = threading.Thread(target=lambda: done.setdefault(
-        "result", sipp_scenario(mi.proxy, calls=60, duration=500, timeout=60)))
+        "result", sipp_scenario(mi.proxy, calls=100, duration=500, timeout=90)))
     load.start()
     try:
-        time.sleep(1.5)
+        wait_for_log(mi.proxy, "with routes-v1", load)
         # a script that does not check is refused, and the running routes stay
         cfg.write_text(text.replace("t_relay();\n}", "t_relay(;\n}"))
         from opensips.mi import OpenSIPSMIException
@@ -149,11 +157,12 @@ def test_reload_routes_under_load(mi_proxy, sipp_scenario):
         assert "opensips-0.cfg" in str(err.value)       # the diagnostic, with file:line
         cfg.write_text(text.replace("routes-v1", "routes-v2"))
         assert http.execute("reload_routes") == "OK"
-        time.sleep(1.0)
+        wait_for_log(mi.proxy, "with routes-v2", load)
         cfg.write_text(text.replace("routes-v1", "routes-v3"))
         assert mi.fifo_mi().execute("reload_routes") == "OK"
+        wait_for_log(mi.proxy, "with routes-v3", load)
     finally:
-        load.join(90)
+        load.join(120)
     result = done["result"]
     assert result.passed                                # no call failed
     log = mi.proxy.log
@@ -164,4 +173,4 @@ def test_reload_routes_under_load(mi_proxy, sipp_scenario):
     assert "with routes-v1" not in tail and "with routes-v2" not in tail
     # transactions and dialogs survived: every call ended with its BYE through the proxy
     stats = http.execute("get_statistics", [["dialog:", "tm:inuse_transactions"]])
-    assert stats["dialog:processed_dialogs"] == 60 and stats["dialog:active_dialogs"] == 0
+    assert stats["dialog:processed_dialogs"] == 100 and stats["dialog:active_dialogs"] == 0

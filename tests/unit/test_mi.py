@@ -40,6 +40,7 @@ def test_reply_shape_and_id_echo(rt):
 
 @pytest.mark.parametrize("text,code,rid", [
     ("{", -32700, None),
+    ('{"jsonrpc":"2.0","method":"ps","id":NaN}', -32700, None),       # not JSON
     ("", -32700, None),
     ('"ps"', -32600, None),
     ('[{"jsonrpc":"2.0","method":"ps","id":1}]', -32600, None),
@@ -134,6 +135,7 @@ def test_async_handlers():
 
 def test_param_conversions():
     assert mi.get_int("+12", "p") == 12 and mi.get_int(7.5, "p") == 7
+    assert mi.get_int(1e400, "p") == 2**31 - 1                # cJSON's valueint saturates
     assert mi.get_str(12, "p") == "12"
     for bad in ("", "1.5", "0x10", None, True, {}):
         with pytest.raises(mi.MIError, match="Bad type for parameter 'p'"):
