@@ -32,7 +32,7 @@ import platform
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # JSON-RPC 2.0 codes and texts (OpenSIPS mi/mi.h)
 PARSE_ERROR = (-32700, "Parse error")
@@ -626,6 +626,16 @@ def swap_routes(rt, comp, compiled):
         rt.hit_counts = counts
 
 
+def _collect_old_routes():
+    """The old routes are cycles (functions <-> their namespace). When the start-up heap was
+    frozen (gc.freeze), they would stay there for good: collect them, freeze again."""
+    import gc
+    if gc.get_freeze_count():
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+
+
 async def reload_routes(rt):
     if getattr(rt, "mi_reloading", False):
         raise MIError(500, "reload failed", "a reload is already in progress")
@@ -660,6 +670,7 @@ async def reload_routes(rt):
             rt.log.warning(f"reload_routes: module(s) {', '.join(added)} added to the script "
                            f"are not loaded (routes only are reloaded)", "mi")
         swap_routes(rt, comp, compiled)
+        _collect_old_routes()
         rt.log.notice(f"reload_routes: running the routes of {path} "
                       f"({len(compiled.functions)} routes)", "mi")
         return OK
