@@ -413,12 +413,40 @@ def _check_route_types(comp, resolver, diags):
                 changed = True
     for info in comp.routes.values():
         info.types = types[id(info)]
+    callers = {}
+    for caller, callee in resolver.edges:
+        callers.setdefault(id(callee), []).append(caller)
     seen = set()
     for info, func, pos in resolver.calls:
         bad = info.types & ~func.routes
-        if bad and (func.name, pos) not in seen:
-            seen.add((func.name, pos))
-            where = info.kind if info.name is None else f"{info.kind}[{info.name}]"
+        if not bad or (func.name, pos) in seen:
+            continue
+        seen.add((func.name, pos))
+        allowed = route_types_label(func.routes)
+        if info.kind != "route" or info.name is None:
             diags.append(Diagnostic(
-                "error", f"function '{func.name}' cannot be used in {route_types_label(bad)} "
-                f"(reached from {where}); it is allowed in {route_types_label(func.routes)}", pos))
+                "error", f"function '{func.name}' cannot be used in {info.kind}; it is "
+                f"allowed in {allowed}", pos))
+            continue
+        # reached through route(...) calls: OpenSIPS 3.x refuses the script, older versions
+        # (which many scripts were written for) ran it; warn and let it run
+        tops = _top_routes(info, callers, bad)
+        diags.append(Diagnostic(
+            "warning", f"function '{func.name}' is not allowed in {route_types_label(bad)}, "
+            f"which calls route[{info.name}] (from {', '.join(tops)}); it is allowed in "
+            f"{allowed} (OpenSIPS 3.x refuses this, older versions ran it)", pos))
+
+
+def _top_routes(info, callers, bad):
+    """The top-level routes of the `bad` types that reach sub-route `info`."""
+    found, todo, seen = [], [info], {id(info)}
+    while todo:
+        for caller in callers.get(id(todo.pop()), ()):
+            if id(caller) in seen:
+                continue
+            seen.add(id(caller))
+            if caller.kind == "route" and caller.name is not None:
+                todo.append(caller)
+            elif ROUTE_TYPES.get(caller.kind, 0) & bad:
+                found.append(caller.kind if caller.name is None else f"{caller.kind}[{caller.name}]")
+    return sorted(found)

@@ -469,6 +469,33 @@ PVS["pu"] = PVDef("pu", _hdr_uri("p-preferred-identity"))
 PVS["di"] = PVDef("di", _hdr_uri("diversion"))
 
 
+def _diversion_param(name):
+    def get(ctx, sub):
+        v = ctx.msg.get("diversion")
+        if v is None:
+            return None
+        from .sip.headers import NameAddr
+        try:
+            return NameAddr.parse(v).param(name)
+        except ValueError:
+            return None
+    return get
+
+
+PVS["dir"] = PVDef("dir", _diversion_param("reason"))
+PVS["dip"] = PVDef("dip", _diversion_param("privacy"))
+
+
+@pv("ds")
+def _ds(ctx, sub):
+    """The destination set: the extra branches (append_branch, lookup)."""
+    out = []
+    for b in ctx.branches:
+        q = f";q={b.q / 1000:g}" if b.q is not None else ""
+        out.append(f"<{b.uri}>{q}")
+    return ", ".join(out) or None
+
+
 @pv("path")
 def _path(ctx, sub):
     vals = ctx.msg.get_all("path")

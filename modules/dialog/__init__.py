@@ -7,6 +7,13 @@ from runtime.module import (BRANCH, FAILURE, INT, ONREPLY, REQUEST, STATIC, STR,
 from runtime.pv import PVDef
 from runtime.sip.headers import SIPError
 
+def _route(name, rt):
+    """A route the dialog runs later (dlg_on_answer/hangup/timeout): it must exist."""
+    if ("route", name) not in rt.route_infos:
+        raise ValueError(f"route '{name}' is not defined")
+    return name
+
+
 # OpenSIPS dialog states
 UNCONFIRMED, EARLY, CONFIRMED_NA, CONFIRMED, DELETED = 1, 2, 3, 4, 5
 
@@ -44,6 +51,8 @@ exports = Module(
              REQUEST | BRANCH | FAILURE | ONREPLY),
         Func("fetch_dlg_value", "fetch_dlg_value", [Arg(STR), Arg(VAR)],
              REQUEST | BRANCH | FAILURE | ONREPLY),
+        *[Func(f"dlg_on_{event}", f"dlg_on_{event}", [Arg(STATIC, optional=True, fixup=_route)],
+               REQUEST | BRANCH | FAILURE | ONREPLY) for event in ("answer", "hangup", "timeout")],
     ],
     pvs={},
     depends=("tm",),
@@ -81,6 +90,7 @@ class Dialog:
         self.caller = (ctx.src_ip, ctx.src_port)
         self.end_reason = None
         self.timer = None
+        self.event_routes = {}      # "answer" | "hangup" | "timeout" -> route name
 
     @property
     def did(self):
@@ -171,6 +181,7 @@ class Dialogs:
         if dlg.state != DELETED:
             self.stats["expired_dialogs"] += 1
             self.rt.log.notice(f"dialog {dlg.did} ({dlg.call_id}) timed out", "dialog")
+            run_event_route(self, dlg, "timeout", None)
             self.set_state(dlg, DELETED, "timeout")
 
 
@@ -230,7 +241,12 @@ def _tm_callback(dlgs, dlg):
         elif code < 300:
             dlg.to_tag = reply.to.tag
             dlgs.fire(dlg, "response", event, "upstream")
+            answered = dlg.state in (UNCONFIRMED, EARLY)
             dlgs.set_state(dlg, CONFIRMED_NA)
+            if answered:
+                from runtime.context import Context
+                rctx = Context(dlgs.rt, reply, src=branch.dst, route_type=ONREPLY)
+                run_event_route(dlgs, dlg, "answer", rctx)
         else:
             dlgs.fire(dlg, "response", event, "upstream")
             # tm calls us before it marks this branch final
@@ -258,6 +274,7 @@ def _match_in_dialog(ctx):
         dlgs.set_state(dlg, CONFIRMED)
     dlgs.fire(dlg, "request", ctx, direction)
     if method == "BYE":
+        run_event_route(dlgs, dlg, "hangup", ctx)
         dlgs.set_state(dlg, DELETED, "bye")
     elif method not in ("ACK",):
         def reply_cb(tx, branch, reply, dlg=dlg, direction=direction):
@@ -374,6 +391,37 @@ def store_dlg_value(ctx, name, value):
         return -1
     dlg.vals[name] = value
     return 1
+
+
+def _on(event):
+    def arm(ctx, route=None):
+        dlg = _dlg(ctx)
+        if dlg is None:
+            return -1
+        if route is None:
+            dlg.event_routes.pop(event, None)
+        else:
+            dlg.event_routes[event] = route
+        return 1
+    return arm
+
+
+dlg_on_answer, dlg_on_hangup, dlg_on_timeout = (_on(e) for e in ("answer", "hangup", "timeout"))
+
+
+def run_event_route(dlgs, dlg, event, ctx):
+    """The route a script armed with dlg_on_<event>(), run on ctx (the reply, the BYE, or
+    nothing for a timeout)."""
+    name = dlg.event_routes.get(event)
+    fn = dlgs.rt.routes.get(("route", name)) if name else None
+    if fn is None:
+        return
+    if ctx is None:
+        from runtime.server import _dummy_msg
+        from runtime.context import Context
+        ctx = Context(dlgs.rt, _dummy_msg())
+    ctx.local_data["dialog"] = dlg
+    dlgs.rt.server.run(ctx, fn, f"route[{name}]")
 
 
 def fetch_dlg_value(ctx, name, var):

@@ -40,6 +40,9 @@ exports = Module(
         Param("media_relay_avp", str, "$avp(mp_media_relay)", check=_avp_spec),
         Param("ice_candidate", str, "none", check=_ice_setting),
         Param("ice_candidate_avp", str, "$avp(mp_ice_candidate)", check=_avp_spec),
+        # OpenSIPS 1.x mediaproxy also did NAT pinging; nat_traversal/nathelper do it now
+        Param("natping_interval", int, 0), Param("sip_asymmetrics", str, None),
+        Param("rtp_asymmetrics", str, None),
     ],
     functions=[
         Func("engage_media_proxy", "engage_media_proxy", routes=REQUEST),

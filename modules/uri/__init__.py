@@ -11,7 +11,10 @@ exports = Module(
     params=[Param("db_url", str, None), Param("use_uri_table", int, 0),
             Param("use_domain", int, 0), Param("db_table", str, "subscriber"),
             Param("user_column", str, "username"), Param("domain_column", str, "domain"),
-            Param("uriuser_column", str, "uri_user")],
+            Param("uriuser_column", str, "uri_user"),
+            # 1.x RADIUS checks
+            Param("use_sip_uri_host", int, 0), Param("service_type", int, 10),
+            Param("radius_config", str, None)],
     functions=[
         Func("has_totag", ops.has_totag, routes=ops.SIP_ROUTES),
         Func("uri_param", "uri_param", [Arg(STR), Arg(STR, optional=True)],

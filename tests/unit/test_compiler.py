@@ -289,12 +289,23 @@ def test_quoted_number_is_accepted_with_a_warning():
     assert any("quoted number" in d.message for d in loaded.diagnostics)
 
 
-def test_route_type_checks_follow_sub_routes():
+def test_route_type_checks():
     errs = load_errors('loadmodule "maxfwd.so"\nroute { exit; }\n'
-                       'onreply_route { route(common); }\n'
-                       'route[common] {\n mf_process_maxfwd_header(10);\n}\n')
-    assert len(errs) == 1 and errs[0].pos.line == 5
+                       'onreply_route {\n mf_process_maxfwd_header(10);\n}\n')
+    assert len(errs) == 1 and errs[0].pos.line == 4
     assert "cannot be used in onreply_route" in errs[0].message
+
+
+def test_route_type_checks_follow_sub_routes_with_a_warning():
+    loaded = load_script(parse_text('loadmodule "maxfwd.so"\nroute { exit; }\n'
+                                    'onreply_route[nat] { route(common); }\n'
+                                    'route[common] {\n mf_process_maxfwd_header(10);\n}\n',
+                                    "t.cfg"))
+    assert loaded.ok  # older OpenSIPS versions ran such scripts
+    (w,) = [d for d in loaded.diagnostics if d.severity == "warning"]
+    assert w.pos.line == 5
+    assert "not allowed in onreply_route, which calls route[common] " \
+           "(from onreply_route[nat])" in w.message
 
 
 def test_undefined_route_and_unknown_pv():
