@@ -182,10 +182,10 @@ def _passed(contact):
         return [], []
     uri_params, hdr_params = [], []
     u = parse_uri(contact.uri)
-    for name in _state["uri_params"]:
-        v = u.param(name) if u is not None else None
-        if v is not None or (u is not None and any(k == name for k, _ in (u.params or ()))):
-            uri_params.append(name if v is None else f"{name}={v}")
+    wanted = {n.lower() for n in _state["uri_params"]}
+    for k, v in (u.params or ()) if u is not None else ():
+        if k.lower() in wanted:
+            uri_params.append(k if v in (None, "") else f"{k}={v}")
     for name in _state["hdr_params"]:
         for k, v in contact.params:
             if k.lower() == name.lower():
