@@ -12,10 +12,11 @@ core `cache_*` functions that scripts use on any cachedb engine.
     cache_counter_fetch("local", "key", $var(n))       1, -2 when not there
     cache_remove_chunk([collection,] "glob")           remove the keys matching a glob
 
-The `cache_*` functions belong to the OpenSIPS core; they are exported here and find the
-engine by the scheme of their first argument (`"local"` -> this module, `"redis:x"` ->
-`rt.apis["cachedb_redis"]`), so another cachedb module only has to provide an `api` with
-the same methods (see `Engine`)."""
+The `cache_*` functions belong to the OpenSIPS core; they are exported here (and, the same,
+by the other cachedb modules: modules/cachedb_redis/cachedb_core.py) and find the engine by
+the scheme of their first argument (`"local"` -> this module, `"redis:x"` ->
+`rt.apis["cachedb_redis"]`, 1.x `"memcached_x"` -> `rt.apis["memcached"]`), so a cachedb
+module only has to provide an `api` with the methods of `Engine`."""
 import fnmatch
 import re
 import time
@@ -192,9 +193,14 @@ def init(rt):
 def _engine_id(value, rt):
     """`"local"` / `"local:group"` -> (module name, group); a load error when the engine's
     module is not loaded."""
-    scheme, _, group = str(value).strip().partition(":")
-    mod = f"cachedb_{scheme.lower()}"
+    scheme, colon, group = str(value).strip().partition(":")
+    low = scheme.lower()
+    if not colon and low.startswith("memcached_") and "memcached" in rt.modules:
+        return "memcached", scheme[len("memcached_"):] or None     # 1.x "memcached_<group>"
+    mod = f"cachedb_{low}"
     if mod not in rt.modules:
+        if low == "memcached" and "memcached" in rt.modules:
+            return "memcached", group or None
         raise ValueError(f"no cachedb engine '{value}' (loadmodule \"{mod}.so\"?)")
     if mod == "cachedb_local" and not rt.check_only:
         urls = rt.modparams["cachedb_local"]["cachedb_url"]
