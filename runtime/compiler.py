@@ -663,7 +663,7 @@ def _fix_one(func, i, spec, a, resolver):
         if kind == REGEX:
             def rx(ctx):
                 try:
-                    return V.compile_regex(V.to_str(g(ctx)))
+                    return V.compile_regex(V.to_str(g(ctx)), newline=True)
                 except re.error as e:
                     raise ArgError(str(e))
             return dynamic(rx)
@@ -693,7 +693,7 @@ def _fix_one(func, i, spec, a, resolver):
         return constant(text)
     if kind == REGEX:
         try:
-            return constant(V.compile_regex(text))
+            return constant(V.compile_regex(text, newline=True))
         except re.error as e:
             raise CompileError(f"{where}: invalid regular expression: {e}", a.pos)
     try:

@@ -51,9 +51,11 @@ def ere_to_python(pattern: str) -> str:
 
 
 @lru_cache(maxsize=1024)
-def compile_regex(pattern: str, icase: bool = True) -> re.Pattern:
-    """Compile a script regex; raises re.error (a load-time error for constants)."""
-    return re.compile(ere_to_python(pattern), re.IGNORECASE if icase else 0)
+def compile_regex(pattern: str, icase: bool = True, newline: bool = False) -> re.Pattern:
+    """Compile a script regex; raises re.error (a load-time error for constants).
+    `newline`: ^ and $ also match at line ends (REG_NEWLINE, as module regex params)."""
+    flags = (re.IGNORECASE if icase else 0) | (re.MULTILINE if newline else 0)
+    return re.compile(ere_to_python(pattern), flags)
 
 
 # --- comparisons ---------------------------------------------------------------------------
