@@ -141,7 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, ctype, payload, delay = 404, "text/plain", b"no such page\n", 0
         else:
             status, ctype, payload, delay = route(rec)
-        if delay:
+        if delay > 0:
             time.sleep(delay)
         if isinstance(payload, (dict, list)):
             payload = json.dumps(payload).encode()
@@ -153,7 +153,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         try:
-            self.wfile.write(payload)
+            if delay < 0:                   # stall in the middle of the body
+                self.wfile.write(payload[:len(payload) // 2])
+                self.wfile.flush()
+                time.sleep(-delay)
+                self.wfile.write(payload[len(payload) // 2:])
+            else:
+                self.wfile.write(payload)
         except OSError:
             pass
 
@@ -163,7 +169,8 @@ class _Handler(BaseHTTPRequestHandler):
 @contextmanager
 def http_server(routes, ip="127.0.0.1"):
     """A threaded HTTP server: routes maps a path to fn(request) -> (status, content type,
-    body, delay seconds). Yields (base URL, Recorded)."""
+    body, delay seconds: before the reply, or when negative, after half of the body).
+    Yields (base URL, Recorded)."""
     srv = ThreadingHTTPServer((ip, 0), _Handler)
     srv.daemon_threads = True
     srv.routes = routes
