@@ -118,6 +118,9 @@ _FUNCTIONS_BY_MODULE = {
     "enum": "enum_query enum_pv_query enum_fquery i_enum_query isn_query is_from_user_enum",
     "cachedb_local": "cache_remove_chunk",
     "sanity": "sanity_check",
+    "rest_client": "rest_get rest_post rest_put rest_append_hf rest_init_client_tls",
+    "json": "json_link",
+    "options": "options_reply",
 }
 MODULE_OF_FUNCTION = {f: m for m, fs in _FUNCTIONS_BY_MODULE.items() for f in fs.split()}
 
