@@ -137,7 +137,8 @@ async def handle_call(rt, body: bytes, reply_option: int = 0) -> bytes:
     if not method:
         return fault_body(*mi.INVALID_REQUEST)
     if method == "system.listMethods":
-        return response_body([c.name for c in mi.registry(rt).commands], 1)
+        return xmlrpc.client.dumps(([c.name for c in mi.registry(rt).commands],),
+                                   methodresponse=True).encode("utf-8")
     cmd = mi.registry(rt).lookup(method)
     if cmd is None:
         rt.log.error(f"unable to find MI command [{method}]", "mi_xmlrpc")
