@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from modules.json import jsonc
-from runtime.module import ALL, BRANCH, EVENT, FAILURE, LOCAL, ONREPLY, REQUEST, STARTUP, \
-    TIMER, VAR, Arg, Func, Module, Param
+from runtime.module import BRANCH, EVENT, FAILURE, LOCAL, ONREPLY, REQUEST, STARTUP, TIMER, \
+    VAR, Arg, Func, Module, Param
 from runtime.pv import PVDef
 
 exports = Module(
@@ -38,7 +38,6 @@ exports = Module(
     ],
 )
 
-_ = ALL
 _MISSING = object()
 _DELETE = object()
 
@@ -55,10 +54,7 @@ class Path:
     tags: tuple           # ("key", str|BoundPV) ("idx", int|BoundPV) ("end", None)
     iterate: str = ""     # "", "keys" or "values"
     text: str = ""
-
-    @property
-    def dynamic(self) -> bool:
-        return any(not isinstance(v, (str, int)) and v is not None for _, v in self.tags)
+    dynamic: bool = False  # a variable in a key or index
 
 
 def _pv_end(text, i):
@@ -138,7 +134,8 @@ def parse_id(text: str) -> Path:
             i = close + 1
         else:
             raise JSONPathError(f"bad json id '{raw}' near '{text[i:]}'")
-    return Path(name, tuple(tags), iterate, raw)
+    dynamic = any(not isinstance(v, (str, int)) and v is not None for _, v in tags)
+    return Path(name, tuple(tags), iterate, raw, dynamic)
 
 
 def _fixup(text):
