@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import heapq
 import itertools
 import time
 
@@ -25,6 +26,77 @@ from runtime.sip.transaction import (INVITE_CLIENT, INVITE_SERVER, NON_INVITE_CL
 
 _ids = itertools.count(1)
 _PREFERRED_4XX = (401, 407, 415, 420, 484)
+
+
+class Timer:
+    """A timer of :class:`Timers`; ``cancel()`` as an asyncio handle's."""
+
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn, args):
+        self.fn = fn
+        self.args = args
+
+    def cancel(self):
+        self.fn = None
+        self.args = None
+
+    def cancelled(self) -> bool:
+        return self.fn is None
+
+
+class Timers:
+    """The transactions' timers on one event-loop timer, as OpenSIPS and Kamailio run them
+    on a wheel: a timer goes into the slot of TICK seconds its time falls in; cancel() only
+    marks it; the loop wakes up once per slot that has timers. A timer fires between its
+    time and one TICK later, never earlier."""
+
+    TICK = 0.01
+
+    def __init__(self, loop, log):
+        self.loop = loop
+        self.log = log
+        self.slots: dict = {}    # slot number -> [Timer]
+        self.heap: list = []     # slot numbers that have a list in slots
+        self.armed = None        # (slot number, loop handle) of the next wake-up
+
+    def call_later(self, delay: float, fn, *args) -> Timer:
+        t = Timer(fn, args)
+        n = int((self.loop.time() + delay) / self.TICK) + 1
+        slot = self.slots.get(n)
+        if slot is None:
+            slot = self.slots[n] = []
+            heapq.heappush(self.heap, n)
+            armed = self.armed
+            if armed is None or n < armed[0]:
+                if armed is not None:
+                    armed[1].cancel()
+                self.armed = (n, self.loop.call_at(n * self.TICK, self._run, n))
+        slot.append(t)
+        return t
+
+    def _run(self, n):
+        self.armed = None
+        limit = max(n, int(self.loop.time() / self.TICK))
+        heap, slots = self.heap, self.slots
+        while heap and heap[0] <= limit:
+            for t in slots.pop(heapq.heappop(heap)):
+                fn = t.fn
+                if fn is not None:
+                    args = t.args
+                    t.fn = t.args = None
+                    try:
+                        fn(*args)
+                    except Exception:
+                        import traceback
+                        self.log.error("tm timer failed:\n" + traceback.format_exc(), "tm")
+        if heap:  # wake up for the first slot left (callbacks may have armed a later one)
+            n = heap[0]
+            armed = self.armed
+            if armed is None or armed[0] != n:
+                if armed is not None:
+                    armed[1].cancel()
+                self.armed = (n, self.loop.call_at(n * self.TICK, self._run, n))
 
 
 class Branch:
@@ -91,7 +163,9 @@ class Transaction:
         self.fr_inv_timeout = tm.fr_inv_timeout
         self.in_failure = False
         self.winner = None             # the Branch whose reply went upstream
-        self.callbacks = list(ctx.local_data.get("tm_callbacks", ()))  # cb(tx, branch, reply)
+        self.callbacks = list(ctx.local_data.get("tm_callbacks", ())) if ctx.local_data \
+            else []                    # cb(tx, branch, reply)
+        self.upstream = None           # (force_rport, (ip, port)): where replies go
 
     @property
     def final_sent(self) -> bool:
@@ -108,6 +182,7 @@ class TM:
         self.auto_100 = params["auto_inv_100"]
         self.reason_100 = params["auto_inv_100_reason"]
         self.disable_503 = bool(rt.config.get("disable_503_translation"))
+        self.timers = None             # Timers on the server's loop, made on first use
         self.request_in: list = []     # cb(ctx, tx) when a transaction is created
         self.server_txs: dict = {}     # matching key -> Transaction
         self.client: dict = {}         # our Via branch -> Branch
@@ -119,22 +194,12 @@ class TM:
     @staticmethod
     def key_of(msg, method=None):
         """RFC 3261 17.2.3 (branch with magic cookie), else the RFC 2543 fallback."""
-        try:
-            v = msg.via1
-        except SIPError:
-            return None
-        if v is None:
-            return None
-        m = method or msg.method
-        if m == "ACK":
-            m = "INVITE"
-        b = v.branch or ""
-        if b.startswith("z9hG4bK"):
-            return (b, v.host.lower(), v.port or 5060, m)
-        try:
-            return (msg.ruri, msg.from_.tag, msg.call_id, msg.cseq[0], str(v), m)
-        except SIPError:
-            return None
+        memo = _last_key  # a request is matched several times in a row (script, t_relay)
+        if memo[0] is msg and memo[1] == method:
+            return memo[2]
+        key = _key_of(msg, method)
+        memo[:] = (msg, method, key)
+        return key
 
     def lookup(self, msg, method=None):
         key = self.key_of(msg, method)
@@ -146,14 +211,17 @@ class TM:
         if key is None:
             return None
         tx = Transaction(self, ctx, key)
-        for name in ("on_failure", "on_reply", "on_branch"):
-            setattr(tx, name, ctx.local_data.get("t_" + name))
-        fr = ctx.local_data.get("fr_timeout")
-        if fr:
-            tx.fr_timeout = fr
-        fr_inv = ctx.local_data.get("fr_inv_timeout")
-        if fr_inv:
-            tx.fr_inv_timeout = fr_inv
+        local = ctx.local_data
+        if local:
+            tx.on_failure = local.get("t_on_failure")
+            tx.on_reply = local.get("t_on_reply")
+            tx.on_branch = local.get("t_on_branch")
+            fr = local.get("fr_timeout")
+            if fr:
+                tx.fr_timeout = fr
+            fr_inv = local.get("fr_inv_timeout")
+            if fr_inv:
+                tx.fr_inv_timeout = fr_inv
         self.server_txs[key] = tx
         ctx.tx = tx
         self.stats["UAS_transactions"] += 1
@@ -202,16 +270,20 @@ class TM:
         return True
 
     def send_upstream(self, tx, data):
-        ctx = tx.ctx
-        try:
-            host, port = reply_destination(tx.msg.via1, tx.src, tx.proto.upper())
-        except SIPError:
-            return
-        if ctx.force_rport:
-            port = tx.src[1]
-        ip = resolve(host)
-        if ip is not None:
-            self.rt.server.send(tx.sock, (ip, port), data)
+        force = tx.ctx.force_rport
+        up = tx.upstream
+        if up is None or up[0] != force:
+            try:
+                host, port = reply_destination(tx.msg.via1, tx.src, tx.proto.upper())
+            except SIPError:
+                return
+            if force:
+                port = tx.src[1]
+            ip = resolve(host)
+            if ip is None:
+                return
+            up = tx.upstream = (force, (ip, port))
+        self.rt.server.send(tx.sock, up[1], data)
 
     # --- relaying ----------------------------------------------------------------------
     def relay(self, ctx, proxy: str | None = None) -> int:
@@ -438,7 +510,7 @@ class TM:
         data = _cancel_bytes(b)
         self.rt.server.send(b.sock, b.dst, data)
         # RFC 3261 9.1: no final reply 64*T1 after the CANCEL: the INVITE is over
-        self.rt.server.loop.call_later(64 * transaction.T1, self._give_up, b)
+        self.call_later(64 * transaction.T1, self._give_up, b)
 
     def _give_up(self, b):
         if b.machine.state != "terminated":
@@ -468,6 +540,13 @@ class TM:
         return not dropped
 
     # --- state machines, timers --------------------------------------------------------
+    def call_later(self, delay, fn, *args) -> Timer:
+        loop = self.rt.server.loop
+        timers = self.timers
+        if timers is None or timers.loop is not loop:
+            timers = self.timers = Timers(loop, self.rt.log)
+        return timers.call_later(delay, fn, *args)
+
     def _run(self, owner, machine, event, tx_or_branch, msg=None):
         self._apply(owner, machine, machine.feed(event), tx_or_branch, msg)
 
@@ -482,7 +561,7 @@ class TM:
                 if interval == 0:
                     owner.timers[timer] = loop.call_soon(self._timer, owner, machine, timer)
                 else:
-                    owner.timers[timer] = loop.call_later(interval, self._timer, owner,
+                    owner.timers[timer] = self.call_later(interval, self._timer, owner,
                                                           machine, timer)
             elif name == "stop":
                 h = owner.timers.pop(arg, None)
@@ -520,7 +599,7 @@ class TM:
         """OpenSIPS's fr_inv_timeout: from the (last) provisional to the final reply."""
         if b.fr_timer is not None:
             b.fr_timer.cancel()
-        b.fr_timer = self.rt.server.loop.call_later(interval, self._branch_timeout, b)
+        b.fr_timer = self.call_later(interval, self._branch_timeout, b)
 
     def _terminated(self, obj):
         if isinstance(obj, Transaction):
@@ -528,7 +607,7 @@ class TM:
                 # keep a 2xx INVITE transaction a little for retransmissions and ACK matching
                 linger = 32.0 if obj.method == "INVITE" and 200 <= obj.last_status < 300 else 0
                 if linger:
-                    self.rt.server.loop.call_later(linger, self._forget, obj)
+                    self.call_later(linger, self._forget, obj)
                 else:
                     self._forget(obj)
         else:
@@ -541,6 +620,30 @@ class TM:
         for b in tx.branches:
             if b.machine.state == "terminated":
                 self.client.pop(b.id, None)
+
+
+# --- matching ------------------------------------------------------------------------------
+
+_last_key = [None, None, None]   # (message, method, key) of the last TM.key_of()
+
+
+def _key_of(msg, method):
+    try:
+        v = msg.via1
+    except SIPError:
+        return None
+    if v is None:
+        return None
+    m = method or msg.method
+    if m == "ACK":
+        m = "INVITE"
+    b = v.branch or ""
+    if b.startswith("z9hG4bK"):
+        return (b, v.host.lower(), v.port or 5060, m)
+    try:
+        return (msg.ruri, msg.from_.tag, msg.call_id, msg.cseq[0], str(v), m)
+    except SIPError:
+        return None
 
 
 # --- building messages ---------------------------------------------------------------------

@@ -58,7 +58,7 @@ class Edits:
         self.msg = msg
         self._seq = 0
         self._inserts = []        # (offset, rank, seq, bytes): rank 0 'after', 1 others
-        self._hdr = {}            # header.start -> (header, seq, bytes) ; b'' removes
+        self._hdr = {}            # header.start -> (header.end, seq, bytes) ; b'' removes
         self.ruri = None          # new Request-URI (str) or None
         self._body_base = None    # None: the received body
         self._body_edits = []     # (start, end, seq, bytes)
@@ -105,11 +105,11 @@ class Edits:
 
     def remove_header(self, h: Header) -> None:
         self._check(h)
-        self._hdr[h.start] = (h, self._next(), b"")
+        self._hdr[h.start] = (h.end, self._next(), b"")
 
     def replace_header(self, h: Header, new_line: str) -> None:
         self._check(h)
-        self._hdr[h.start] = (h, self._next(), _line(new_line))
+        self._hdr[h.start] = (h.end, self._next(), _line(new_line))
 
     def replace_value(self, h: Header, value) -> None:
         """Replace the value of ``h``, keeping its name as written (``replace_header`` with
@@ -118,7 +118,8 @@ class Edits:
         if "\r" in value or "\n" in value:
             return self.replace_header(h, f"{h.name}: {value}")
         self._check(h)
-        self._hdr[h.start] = (h, self._next(), f"{h.name}: {value}\r\n".encode(ENCODING, ERRORS))
+        self._hdr[h.start] = (h.end, self._next(),
+                              f"{h.name}: {value}\r\n".encode(ENCODING, ERRORS))
 
     def replace_via1(self, value: str) -> None:
         """Replace the topmost Via *value* (only the first of comma-separated values), e.g.
@@ -180,14 +181,14 @@ class Edits:
 
 # ---------------------------------------------------------------------------------- build
 
-def _via_rewrite(h: Header, first: str | None, err) -> bytes:
-    """The first Via header line with its first value replaced by ``first`` (None drops
-    it); b'' when nothing is left."""
-    values = split_commas(h.value, err)
+def _via_rewrite(name: str, value: str, first: str | None, err) -> bytes:
+    """The first Via header line (``name: value``) with its first value replaced by
+    ``first`` (None drops it); b'' when nothing is left."""
+    values = split_commas(value, err)
     values = ([first] if first is not None else []) + values[1:]
     if not values:
         return b""
-    return f"{h.name}: {', '.join(values)}\r\n".encode(ENCODING, ERRORS)
+    return f"{name}: {', '.join(values)}\r\n".encode(ENCODING, ERRORS)
 
 
 def _assemble(msg: Message, edits: Edits | None, start_line: bytes, *, top_via=None,
@@ -209,16 +210,21 @@ def _assemble(msg: Message, edits: Edits | None, start_line: bytes, *, top_via=N
 
     # top Via: replace / drop its first value
     if via1 is not None or drop_top_via or top_via is not None:
-        h = msg.get_header("via")
-        if h is not None and (via1 is not None or drop_top_via):
+        if "via" in msg._first:
+            i = msg._keys.index("via")
+            start, end = msg._span(i)
+        else:
+            i = None
+            start = msg._hdr_start
+        if i is not None and (via1 is not None or drop_top_via):
             hdr, own = dict(hdr), True
             seq += 1
-            hdr[h.start] = (h, seq, _via_rewrite(h, None if drop_top_via else via1, msg._err))
+            hdr[start] = (end, seq, _via_rewrite(msg._names[i], msg._values[i],
+                                                 None if drop_top_via else via1, msg._err))
         if top_via is not None:
             # directly above the received Vias, after what was recorded for that place
             seq += 1
-            auto.append((h.start if h is not None else msg._hdr_start, 1, seq,
-                         f"Via: {top_via}\r\n".encode(ENCODING, ERRORS)))
+            auto.append((start, 1, seq, f"Via: {top_via}\r\n".encode(ENCODING, ERRORS)))
 
     # loose routing: drop the first Route values
     if drop_route_count:
@@ -229,11 +235,11 @@ def _assemble(msg: Message, edits: Edits | None, start_line: bytes, *, top_via=N
             values = split_commas(h.value, msg._err)
             seq += 1
             if left >= len(values):
-                hdr[h.start] = (h, seq, b"")
+                hdr[h.start] = (h.end, seq, b"")
                 left -= len(values)
             else:
                 rest = ", ".join(values[left:])
-                hdr[h.start] = (h, seq, f"{h.name}: {rest}\r\n".encode(ENCODING, ERRORS))
+                hdr[h.start] = (h.end, seq, f"{h.name}: {rest}\r\n".encode(ENCODING, ERRORS))
                 left = 0
             if not left:
                 break
@@ -251,7 +257,7 @@ def _assemble(msg: Message, edits: Edits | None, start_line: bytes, *, top_via=N
             if ct is not None:
                 seq += 1
                 if cts:
-                    hdr[cts[0].start] = (cts[0], seq,
+                    hdr[cts[0].start] = (cts[0].end, seq,
                                          f"{cts[0].name}: {ct}\r\n".encode(ENCODING, ERRORS))
                 else:
                     auto.append((msg._hdr_end, 1, seq,
@@ -259,15 +265,15 @@ def _assemble(msg: Message, edits: Edits | None, start_line: bytes, *, top_via=N
             elif not body:
                 for h in cts:
                     seq += 1
-                    hdr[h.start] = (h, seq, b"")
+                    hdr[h.start] = (h.end, seq, b"")
         cls = msg.get_headers("content-length")
         if body_changed or not cls:
             n = len(body)
             seq += 1
             if cls:
-                hdr[cls[0].start] = (cls[0], seq, f"{cls[0].name}: {n}\r\n".encode())
+                hdr[cls[0].start] = (cls[0].end, seq, f"{cls[0].name}: {n}\r\n".encode())
                 for h in cls[1:]:
-                    hdr[h.start] = (h, seq, b"")
+                    hdr[h.start] = (h.end, seq, b"")
             else:
                 auto.append((msg._hdr_end, 1, seq, f"Content-Length: {n}\r\n".encode()))
     else:
@@ -278,11 +284,12 @@ def _assemble(msg: Message, edits: Edits | None, start_line: bytes, *, top_via=N
     out = [start_line]
     cur = msg._hdr_start
     if hdr or inserts or auto:
-        patches = [(pos, rank, s, pos, data) for pos, rank, s, data in inserts]
+        patches = [(pos, rank, s, pos, data) for pos, rank, s, data in inserts] if inserts \
+            else []
         if auto:
             patches += [(pos, rank, s, pos, data) for pos, rank, s, data in auto]
         if hdr:
-            patches += [(h.start, 2, s, h.end, data) for h, s, data in hdr.values()]
+            patches += [(start, 2, s, end, data) for start, (end, s, data) in hdr.items()]
         if len(patches) > 1:
             patches.sort(key=_patch_order)
         for start, _, _, end, data in patches:
@@ -331,6 +338,14 @@ def build_reply(msg: Message, edits: Edits | None = None, *, drop_top_via: bool 
         raise ValueError("build_reply() needs a reply")
     if edits is not None and edits.msg is not msg:
         raise ValueError("edits were recorded against another message")
+    if edits is None and drop_top_via and not stream and "via" in msg._first:
+        # the common case: no edits, our Via alone on its line: cut the line out
+        i = msg._keys.index("via")
+        v = msg._values[i]
+        if v and "," not in v:
+            start, end = msg._span(i)
+            raw = msg.raw
+            return raw[:start] + raw[end:]
     return _assemble(msg, edits, msg.raw[:msg._hdr_start], drop_top_via=drop_top_via,
                      stream=stream)
 

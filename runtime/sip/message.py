@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from itertools import accumulate, repeat
+from itertools import accumulate, islice, repeat
 
 from .headers import (COMPACT_FORMS, ENCODING, ERRORS, NameAddr, SIPError, Via,
                       split_commas)
@@ -77,7 +77,7 @@ def _new_keys(names, keys):
                 return None
             k = _key(name)
         out.append(k)
-    return out
+    return tuple(out)
 
 
 def _key(name: str) -> str:
@@ -170,19 +170,19 @@ class Message:
                 if len(text) != p1:  # not ASCII: count the start line's bytes
                     self._ascii = False
                     hstart = len(first.encode(ENCODING, ERRORS)) + 2
-                del lines[0]
+                lines = tuple(islice(lines, 1, None))
                 n -= 1
                 if n:
                     names, seps, values = zip(*map(str.partition, lines, repeat(":", n)))
-                    keys = list(map(_KEYS.get, names))
+                    keys = tuple(map(_KEYS.get, names))
                     if None in keys:
                         keys = _new_keys(names, keys)
                     if keys is not None and "" not in seps:
                         fast = True
-                        values = list(map(str.strip, values))
+                        values = tuple(map(str.strip, values))
                 else:
                     fast = True
-                    names, keys, values = (), [], []
+                    names = keys = values = ()
                 if fast:
                     self._lines = lines
                     hdr_end = p1 + 2
@@ -210,9 +210,9 @@ class Message:
         self._hdr_start = hstart
         if not fast:
             hdr_end, body_start, hs = self._slow_headers(data, fl_end, p1, err)
-            names = [h.name for h in hs]
-            keys = [h.key for h in hs]
-            values = [h.value for h in hs]
+            names = tuple(h.name for h in hs)
+            keys = tuple(h.key for h in hs)
+            values = tuple(h.value for h in hs)
             self._headers = hs
         self._hdr_end = hdr_end
         self._body_start = body_start
@@ -337,20 +337,26 @@ class Message:
             h = objs.get(i)
             if h is not None:
                 return h
+        start, end = self._span(i)
+        h = objs[i] = Header(self._names[i], self._keys[i], self._values[i], start, end)
+        return h
+
+    def _span(self, i: int) -> tuple[int, int]:
+        """Byte offsets (start, end) of header line ``i`` in ``raw``."""
+        hs = self._headers
+        if hs is not None:
+            return hs[i].start, hs[i].end
         starts = self._starts
         if starts is not None:
-            start, end = starts[i], starts[i + 1]
-        elif i < 16 and self._ascii:
+            return starts[i], starts[i + 1]
+        if i < 16 and self._ascii:
             # a line near the top of an ASCII header section (one byte per character):
             # count the lines above it rather than make the offset table
             lines = self._lines
             start = self._hdr_start + 2 * i + (sum(map(len, lines[:i])) if i else 0)
-            end = start + len(lines[i]) + 2
-        else:
-            starts = self._line_starts()
-            start, end = starts[i], starts[i + 1]
-        h = objs[i] = Header(self._names[i], self._keys[i], self._values[i], start, end)
-        return h
+            return start, start + len(lines[i]) + 2
+        starts = self._line_starts()
+        return starts[i], starts[i + 1]
 
     def _line_starts(self) -> list[int]:
         """Byte offset of each header line (fast-parsed messages), and of the end."""

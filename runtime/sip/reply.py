@@ -50,10 +50,8 @@ def make_reply(req: Message, code: int, reason: str, *, to_tag: str | None = Non
         raise ValueError(f"bad status code {code}")
     out = [f"SIP/2.0 {code} {reason}\r\n"]
     first_via = True
-    for h in req.headers:
-        k = h.key
+    for k, value in zip(req._keys, req._values):
         if k == "via":
-            value = h.value
             if first_via and via1 is not None:
                 try:
                     rest = split_commas(value)[1:]
