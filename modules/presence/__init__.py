@@ -87,6 +87,13 @@ exports = Module(
         Func("handle_subscribe", "handle_subscribe",
              [Arg(INT, optional=True, name="force_active"),
               Arg(STR, optional=True, name="sharing_tag")], REQUEST),
+        # Kamailio's names for the MI refresh (an XCAP server in the script, xhttp)
+        Func("pres_update_watchers", "pres_update_watchers",
+             [Arg(STR, name="uri"), Arg(STR, name="event")]),
+        Func("pres_refresh_watchers", "pres_refresh_watchers",
+             [Arg(STR, name="uri"), Arg(STR, name="event"), Arg(INT, name="type"),
+              Arg(STR, optional=True, name="file_uri"),
+              Arg(STR, optional=True, name="filename")]),
     ],
     init="init",
     child_init="child_init",
@@ -759,6 +766,30 @@ def clean(st):
         if not isinstance(e, DBError):
             raise
         st.rt.log.error(f"presence: clean-up: {e}", "presence")
+
+
+# --- Kamailio script functions -------------------------------------------------------------
+
+def pres_update_watchers(ctx, uri, event):
+    """The presentity's authorization rules changed: re-evaluate its watchers."""
+    st = state(ctx.rt)
+    pkg = st.events.find(event)
+    if pkg is None:
+        return -1
+    return update_watchers_status(st, uri, pkg)
+
+
+def pres_refresh_watchers(ctx, uri, event, kind, file_uri=None, filename=None):
+    """Notify the watchers: after a rules change (type 0) or a state change (others)."""
+    st = state(ctx.rt)
+    pkg = st.events.find(event)
+    if pkg is None:
+        return -1
+    if kind == 0:
+        return update_watchers_status(st, uri, pkg)
+    user, domain = _user_domain(uri)
+    publ_notify(st, pkg, user, domain)
+    return 1
 
 
 # --- MI ------------------------------------------------------------------------------------
