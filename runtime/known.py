@@ -136,7 +136,7 @@ _PV_PREFIXES = (("T_", "tm"), ("DLG_", "dialog"), ("dlg_val", "dialog"), ("shv",
                 ("ulc", "usrloc"), ("bavp", "tm"), ("tm.", "tm"), ("rtpstat", "rtpengine"),
                 ("rtpquery", "rtpengine"), ("keepalive.", "nat_traversal"),
                 ("source_uri", "nat_traversal"), ("nat_traversal.", "nat_traversal"),
-                ("rtp_relay", "rtp_relay"))
+                ("rtp_relay", "rtp_relay"), ("xcapuri", "xcap_server"))
 
 
 def MODULE_OF_PV(name: str):

@@ -586,7 +586,7 @@ def winfo_body(st, winfo_pkg, subs):
             status = STATUS_NAMES.get(s.status, "pending")
             event = "subscribe" if s.status in (ACTIVE, PENDING, WAITING) else \
                 (s.reason or "rejected")
-            wid = f"{abs(hash((s.callid, s.from_tag))) & 0xffffffff:08x}"
+            wid = _watcher_id(s.callid, s.from_tag)
             lines.append(f'    <watcher id="{wid}" event="{escape(event)}" '
                          f'status="{status}">{escape(s.watcher_uri)}</watcher>')
         for w in st.watchers.of(subs.pres_uri, base.name):
@@ -594,13 +594,18 @@ def winfo_body(st, winfo_pkg, subs):
                 continue
             seen.add((w.user, w.domain))
             status = STATUS_NAMES.get(w.status, "pending")
-            wid = f"{abs(hash((w.user, w.domain))) & 0xffffffff:08x}"
+            wid = _watcher_id(w.user, w.domain)
             event = "subscribe" if w.status != TERMINATED else (w.reason or "rejected")
             lines.append(f'    <watcher id="{wid}" event="{escape(event)}" '
                          f'status="{status}">{escape(_uri(w.user, w.domain))}</watcher>')
         lines.append("  </watcher-list>")
     lines.append("</watcherinfo>")
     return "\n".join(lines) + "\n"
+
+
+def _watcher_id(*parts) -> str:
+    import hashlib
+    return hashlib.md5("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:10]
 
 
 def send_notify(st, pkg, subs, *, body=False, terminated=None) -> bool:
