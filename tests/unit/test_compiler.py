@@ -267,10 +267,10 @@ def test_function_of_an_unloaded_module():
 
 
 def test_unimplemented_module_lists_its_uses():
-    errs = load_errors('loadmodule "presence.so"\nmodparam("presence", "x", 1)\n'
-                       'route {\n handle_publish();\n}\n')
+    errs = load_errors('loadmodule "rls.so"\nmodparam("rls", "x", 1)\n'
+                       'route {\n rls_handle_subscribe();\n}\n')
     assert len(errs) == 1
-    assert errs[0].message == "module 'presence' is not implemented"
+    assert errs[0].message == "module 'rls' is not implemented"
     assert "lines 2, 4" in errs[0].notes[0]
 
 
