@@ -9,11 +9,11 @@ answer are disabled for `rtpengine_disable_tout` seconds, as OpenSIPS does.
 from __future__ import annotations
 
 from runtime.module import FAILURE, INT, STR, VAR, Arg, Func, Module, Param
+from runtime.nodesets import DEFAULT_SET, ConfigError, Control, parse_sets
 from runtime.pv import PVS, PVDef, PVError, bind, parse_pv_text
 from runtime.sip.headers import SIPError
 
 from . import bencode, ng
-from .nodes import DEFAULT_SET, ConfigError, Control, parse_sets
 from .sdpbody import replace_sdp, sdp_of
 
 
@@ -150,32 +150,14 @@ def child_init(rt):
     p = _state["params"]
     control = _state["control"]
     if p["db_url"]:
-        _load_db(rt, p, control)
+        control.load_table(p["db_url"], p["table_name"] or p["db_table"], p["socket_column"],
+                           p["set_column"], "rtpengines")
     for nodes in control.sets.values():
         for node in nodes:
             if control.connect(node) or node.mode == "unix":
                 node.disabled = not _ping(node)
                 if node.disabled:
                     control.disable(node)
-
-
-def _load_db(rt, p, control):
-    from runtime import db
-    table = p["table_name"] or p["db_table"]
-    try:
-        rows = db.connect(p["db_url"]).query(table, None, [p["socket_column"], p["set_column"]])
-    except Exception as e:  # any driver error: the sets stay as configured
-        rt.log.error(f"cannot load rtpengines from {table}: {e}", "rtpengine")
-        return
-    for row in rows:
-        sock, set_id = row.get(p["socket_column"]), row.get(p["set_column"])
-        try:
-            found = parse_sets([str(sock)], int(set_id or 0))
-        except (ConfigError, ValueError) as e:
-            rt.log.error(f"bad rtpengine row {row}: {e}", "rtpengine")
-            continue
-        for sid, nodes in found.items():
-            control.sets.setdefault(sid, []).extend(nodes)
 
 
 def destroy(rt):

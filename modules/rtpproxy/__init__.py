@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from runtime.module import (BRANCH, FAILURE, INT, LOCAL, ONREPLY, REQUEST, STR, VAR, Arg, Func,
                             Module, Param)
+from runtime.nodesets import DEFAULT_SET, ConfigError, Control
 from runtime.sip.headers import SIPError
 
 from . import sdp
-from .nodes import DEFAULT_SET, ConfigError, Control, parse_sets
+from .nodes import Node, parse_sets
 
 ROUTES = REQUEST | ONREPLY | FAILURE | BRANCH | LOCAL
 SUP_CPROTOVER = "20040107"
@@ -145,7 +146,7 @@ def init(rt):
         getattr(rt.log, level)(text, "rtpproxy")
 
     control = Control(sets, timeout=tout, retries=p["rtpproxy_retr"],
-                      disable_timeout=p["rtpproxy_disable_tout"], log=log)
+                      disable_timeout=p["rtpproxy_disable_tout"], log=log, reply_end=b"\n")
     control.probe = _probe
     marker = (p["nortpproxy_str"] or "").rstrip("\r\n")
     _state.update(control=control, params=p, rt=rt, default=default, marker=marker,
@@ -167,32 +168,14 @@ def child_init(rt):
     p = _state["params"]
     control = _state["control"]
     if p["db_url"]:
-        _load_db(rt, p, control)
+        control.load_table(p["db_url"], p["table_name"] or p["db_table"], p["rtpp_socket_col"],
+                           p["set_id_col"], "rtpproxies", Node)
     for nodes in control.sets.values():
         for node in nodes:
             control.connect(node)
             node.disabled = not _probe(node)
             if node.disabled:
                 control.disable(node)
-
-
-def _load_db(rt, p, control):
-    from runtime import db
-    table = p["table_name"] or p["db_table"]
-    sock_col, set_col = p["rtpp_socket_col"], p["set_id_col"]
-    try:
-        rows = db.connect(p["db_url"]).query(table, None, [sock_col, set_col])
-    except Exception as e:  # any driver error: the sets stay as configured
-        rt.log.error(f"cannot load rtpproxies from {table}: {e}", "rtpproxy")
-        return
-    for row in rows:
-        try:
-            found = parse_sets([str(row.get(sock_col))], int(row.get(set_col) or 0))
-        except (ConfigError, ValueError) as e:
-            rt.log.error(f"bad rtpproxy row {row}: {e}", "rtpproxy")
-            continue
-        for sid, nodes in found.items():
-            control.sets.setdefault(sid, []).extend(nodes)
 
 
 def destroy(rt):

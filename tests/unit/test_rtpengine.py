@@ -2,7 +2,7 @@
 import pytest
 
 from modules.rtpengine import bencode, ng
-from modules.rtpengine.nodes import ConfigError, Control, parse_sets
+from runtime.nodesets import ConfigError, Control, parse_sets
 from modules.rtpengine import stat_line, stat_value
 
 

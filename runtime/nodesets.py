@@ -1,6 +1,9 @@
-"""rtpengine sets and nodes: `rtpengine_sock` parsing, weighted selection by Call-ID, the
-blocking request/reply exchange with its cookie, retries and disabling (OpenSIPS's
-send_rtpe_command / select_rtpe_node semantics)."""
+"""Sets of weighted control nodes with failover: the media daemons' control sockets
+(rtpproxy, rtpengine). `[id ==] url[=weight] url...` parsing, selection by a hash of the
+Call-ID and the weights, the blocking request/reply exchange (a cookie on UDP, one
+connection per command on UNIX sockets), retries and disabling (OpenSIPS's
+send_rtpp_command / select_rtpp_node semantics, which its rtpengine module shares).
+The log lines say "RTP proxy", as OpenSIPS's do for both."""
 from __future__ import annotations
 
 import os
@@ -8,7 +11,9 @@ import select
 import socket
 import time
 
-DEFAULT_PORT = 22222
+from runtime import db
+
+DEFAULT_PORT = 22222            # rtpproxy's and rtpengine's
 DEFAULT_SET = 0
 
 
@@ -50,8 +55,9 @@ class Node:
         return host, int(port) if port.isdigit() else DEFAULT_PORT
 
 
-def parse_sets(values, default_set=DEFAULT_SET) -> dict[int, list[Node]]:
-    """`rtpengine_sock` values ("[id ==] url[=weight] url...") -> {set id: [Node]}."""
+def parse_sets(values, default_set=DEFAULT_SET, node=Node) -> dict[int, list[Node]]:
+    """Socket modparam values ("[id ==] url[=weight] url...") -> {set id: [node]}; `node`:
+    the Node class, which may read more from the url."""
     sets: dict[int, list[Node]] = {}
     for value in values:
         text = (value or "").strip()
@@ -72,14 +78,15 @@ def parse_sets(values, default_set=DEFAULT_SET) -> dict[int, list[Node]]:
             if "=" in item:
                 url, _, w = item.partition("=")
                 weight = int(w) if w.isdigit() else 0
-            sets.setdefault(set_id, []).append(Node(url, weight, set_id))
+            sets.setdefault(set_id, []).append(node(url, weight, set_id))
     return sets
 
 
 class Control:
     """The nodes of every set, and the exchange with them."""
 
-    def __init__(self, sets, *, timeout=1.0, retries=5, disable_timeout=60, log=None):
+    def __init__(self, sets, *, timeout=1.0, retries=5, disable_timeout=60, log=None,
+                 reply_end=None):
         self.sets = sets
         self.timeout = max(float(timeout), 0.001)
         self.retries = max(int(retries), 1)
@@ -87,10 +94,28 @@ class Control:
         self.log = log
         self.seq = 0
         self.probe = None               # probe(node) -> bool (is it alive and compatible)
+        self.reply_end = reply_end      # a stream reply ends so (None: its first chunk is all)
 
     def _log(self, level, text):
         if self.log is not None:
             self.log(level, text)
+
+    def load_table(self, db_url, table, sock_col, set_col, what, node=Node):
+        """Add the nodes of a DB table (a socket and a set id column) to the sets; a driver
+        error or a bad row is logged (`what`: the nodes, plural, for the log line)."""
+        try:
+            rows = db.connect(db_url).query(table, None, [sock_col, set_col])
+        except Exception as e:  # any driver error: the sets stay as configured
+            self._log("error", f"cannot load {what} from {table}: {e}")
+            return
+        for row in rows:
+            try:
+                found = parse_sets([str(row.get(sock_col))], int(row.get(set_col) or 0), node)
+            except (ConfigError, ValueError) as e:
+                self._log("error", f"bad {table} row {row}: {e}")
+                continue
+            for sid, nodes in found.items():
+                self.sets.setdefault(sid, []).extend(nodes)
 
     # --- sockets ---------------------------------------------------------------------------
     def connect(self, node: Node) -> bool:
@@ -149,16 +174,12 @@ class Control:
                     if not data:
                         break
                     chunks.append(data)
-                    if self._complete(b"".join(chunks)):
+                    if self.reply_end is None or data.endswith(self.reply_end):
                         break
                 return b"".join(chunks) or None
         except OSError as e:
             self._log("error", f"can't talk to RTP proxy {node.url}: {e}")
             return None
-
-    def _complete(self, data: bytes) -> bool:
-        """A stream reply is complete (subclasses know their framing)."""
-        return True
 
     def _send_udp(self, node, payload):
         if node.sock is None and not self.connect(node):
