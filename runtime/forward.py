@@ -1,7 +1,10 @@
 """Stateless forwarding (OpenSIPS `forward()`), replies by Via, local replies, next hops."""
 from __future__ import annotations
 
-import hashlib
+try:  # CPython's own MD5: for a few dozen bytes, twice as fast as OpenSSL's through hashlib
+    from _md5 import md5
+except ImportError:  # pragma: no cover
+    from hashlib import md5
 import socket as pysocket
 import time
 
@@ -100,7 +103,7 @@ def _branch(ctx) -> str:
         seed = ""
     if not seed.startswith("z9hG4bK"):
         seed = f"{msg.get('call-id')}|{msg.get('cseq', '').split()[0] if msg.get('cseq') else ''}|{seed}"
-    return "z9hG4bK" + hashlib.md5(("sl" + seed).encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    return "z9hG4bK" + md5(("sl" + seed).encode("utf-8", "surrogateescape")).hexdigest()[:20]
 
 
 def via_for(ctx, sock, branch: str) -> str:

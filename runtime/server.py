@@ -11,6 +11,7 @@ import gc
 import json
 import os
 import signal
+import socket as pysocket
 import sys
 import time
 import traceback
@@ -28,6 +29,7 @@ from .sip.headers import SIPError
 from .sip.message import Message, stream_frame_length
 
 MAX_TCP_BUFFER = 256 * 1024
+DEFAULT_MAXBUFFER = 256 * 1024   # OpenSIPS's and Kamailio's `maxbuffer`
 
 
 class _UDP(asyncio.DatagramProtocol):
@@ -262,9 +264,10 @@ class Server:
         rt.compiled.ns["_hit"] = self.hit
         for sock in rt.sockets:
             if sock.proto == "udp":
-                await self.loop.create_datagram_endpoint(
+                transport, _ = await self.loop.create_datagram_endpoint(
                     lambda s=sock: _UDP(self, s), local_addr=(sock.ip, sock.port),
                     reuse_port=False)
+                self._grow_receive_buffer(transport.get_extra_info("socket"))
             else:
                 srv = await self.loop.create_server(lambda s=sock: _TCP(self, s), sock.ip,
                                                     sock.port, reuse_address=True)
@@ -287,6 +290,17 @@ class Server:
         for interval, callback in rt.timers:
             self.loop.create_task(self._module_timer(interval, callback))
         settle_gc()
+
+    def _grow_receive_buffer(self, sock):
+        """As OpenSIPS and Kamailio do at start-up: raise a UDP socket's receive buffer to
+        `maxbuffer` (default 256 KB; the kernel caps it at net.core.rmem_max), so that a
+        burst of datagrams waits in the kernel rather than being dropped."""
+        want = int(self.rt.config.get("maxbuffer", DEFAULT_MAXBUFFER))
+        try:
+            if sock.getsockopt(pysocket.SOL_SOCKET, pysocket.SO_RCVBUF) < want:
+                sock.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_RCVBUF, want)
+        except (OSError, AttributeError, ValueError) as e:
+            self.rt.log.warning(f"cannot raise the UDP receive buffer: {e}")
 
     async def _timer_route(self, fn, name, interval):
         while True:

@@ -7,7 +7,10 @@ OpenSIPS's tm does on top (forking, failure/branch/onreply routes, CANCEL, 503->
 from __future__ import annotations
 
 import copy
-import hashlib
+try:  # CPython's own MD5: for a few dozen bytes, twice as fast as OpenSSL's through hashlib
+    from _md5 import md5
+except ImportError:  # pragma: no cover
+    from hashlib import md5
 import heapq
 import itertools
 import time
@@ -656,7 +659,7 @@ def branch_edits(ctx) -> Edits:
 
 
 def _tx_hash(tx) -> str:
-    return hashlib.md5(f"{tx.id}|{tx.key}".encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return md5(f"{tx.id}|{tx.key}".encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def _ack_bytes(b: Branch, reply: Message) -> bytes:

@@ -54,6 +54,9 @@ def _line(text) -> bytes:
 class Edits:
     """Changes recorded against ``msg`` (a received Message)."""
 
+    __slots__ = ("msg", "_seq", "_inserts", "_hdr", "ruri", "_body_base", "_body_edits",
+                 "_body_set", "_content_type", "_via1")
+
     def __init__(self, msg: Message):
         self.msg = msg
         self._seq = 0
@@ -73,10 +76,16 @@ class Edits:
     def copy(self) -> "Edits":
         """An independent copy (per-branch changes on top of the request's)."""
         new = Edits.__new__(Edits)
-        new.__dict__.update(self.__dict__)
+        new.msg = self.msg
+        new._seq = self._seq
         new._inserts = list(self._inserts)
         new._hdr = dict(self._hdr)
+        new.ruri = self.ruri
+        new._body_base = self._body_base
         new._body_edits = list(self._body_edits)
+        new._body_set = self._body_set
+        new._content_type = self._content_type
+        new._via1 = self._via1
         return new
 
     def _check(self, h: Header):
@@ -291,7 +300,7 @@ def _assemble(msg: Message, edits: Edits | None, start_line: bytes, *, top_via=N
         if hdr:
             patches += [(start, 2, s, end, data) for start, (end, s, data) in hdr.items()]
         if len(patches) > 1:
-            patches.sort(key=_patch_order)
+            patches.sort()  # by (offset, rank, seq): seq never repeats at one offset
         for start, _, _, end, data in patches:
             if start < cur:
                 raise ValueError("overlapping header edits")
@@ -307,10 +316,6 @@ def _assemble(msg: Message, edits: Edits | None, start_line: bytes, *, top_via=N
 
 
 _NO_EDITS: dict = {}
-
-
-def _patch_order(p):
-    return p[0], p[1], p[2]
 
 
 def build_request(msg: Message, edits: Edits | None = None, *, top_via: str | None = None,

@@ -165,6 +165,9 @@ _VIA_RE = re.compile(
     r"[ \t]*+(" + _TOKEN + r")[ \t]*+/[ \t]*+(" + _TOKEN + r")[ \t]*+/[ \t]*+(" + _TOKEN + r")"
     r"[ \t]++(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]++)(?:[ \t]*+:[ \t]*+([0-9]{1,5}+))?")
 _VIA_FULL = re.compile(_VIA_RE.pattern + _PARAMS, re.S)
+# a subset of _VIA_FULL (same groups but the protocol's): no blanks, no quotes, no IPv6
+_VIA_SIMPLE = re.compile(r"SIP/2\.0/(" + _TOKEN + r") ([A-Za-z0-9\-_.]++)(?::([0-9]{1,5}+))?"
+                         r'((?:;[^ \t;=,"<>?]++(?:=[^ \t;,"<>=?]++)?)*+)')
 _PROTOCOLS: dict = {}
 
 
@@ -189,6 +192,37 @@ class Via:
 
     @classmethod
     def parse(cls, text: str, err=400) -> "Via":
+        m = _VIA_SIMPLE.fullmatch(text)
+        if m is not None:
+            # the common form, 'SIP/2.0/UDP host[:port];p[=v]...' with no blanks or quotes
+            transport, host, port, tail = m.groups()
+            self = cls.__new__(cls)
+            p = _PROTOCOLS.get(transport)
+            if p is None:
+                p = (f"SIP/2.0/{transport}", transport.upper())
+                if len(_PROTOCOLS) < 32:
+                    _PROTOCOLS[transport] = p
+            self.protocol, self.transport = p
+            self.host = host
+            if port is None:
+                self.port = None
+            else:
+                port = int(port)
+                if port > 65535:
+                    raise SIPError(err, "Bad Via port")
+                self.port = port
+            if not tail:
+                self.params = []
+            elif tail.count(";") == 1:
+                k, sep, v = tail[1:].partition("=")
+                self.params = [(k, v if sep else None)]
+            else:
+                params = self.params = []
+                for item in tail[1:].split(";"):
+                    k, sep, v = item.partition("=")
+                    params.append((k, v if sep else None))
+            self.text = text
+            return self
         m = _VIA_FULL.fullmatch(text)
         if m is None:
             # not valid: find out what is wrong for the message (raises)

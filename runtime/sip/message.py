@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from itertools import accumulate, islice, repeat
+from itertools import islice, repeat
 
 from .headers import (COMPACT_FORMS, ENCODING, ERRORS, NameAddr, SIPError, Via,
                       split_commas)
@@ -29,6 +29,7 @@ __all__ = ["Message", "Header", "SIPError", "MAX_MESSAGE_SIZE", "stream_frame_le
 MAX_MESSAGE_SIZE = 65535
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_STATUS_LINE_RE = re.compile(r"SIP/2\.0 ([1-6][0-9][0-9])(?: (.*))?", re.S)
 _REQ_LINE_RE = re.compile(
     r"([A-Za-z0-9\-.!%*_+`'~]++) ([A-Za-z][A-Za-z0-9+\-.]*+:[^\x00-\x20\x7f<>\"]++) SIP/2\.0")
 _CSEQ_RE = re.compile(r"([0-9]{1,10}+)[ \t]++([A-Za-z0-9\-.!%*_+`'~]++)")
@@ -43,9 +44,6 @@ _STREAM_CL_RE = re.compile(rb"(?im)^(?:content-length|l)[ \t]*+:([^\n]*+)")
 _MANDATORY = (("via", "Via"), ("from", "From"), ("to", "To"), ("call-id", "Call-ID"),
               ("cseq", "CSeq"))
 _SINGLE = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
-
-
-_PLUS_CRLF = (2).__add__
 
 
 #: key as asked for (get('Via'), get_header('v')...) -> canonical key; bounded memo
@@ -115,29 +113,19 @@ class Header:
 class Message:
     """A parsed SIP request or reply. Build one with :meth:`parse`."""
 
-    # request defaults (a reply sets its own), saving stores on the hot path
-    is_request = True
-    status = 0
-    reason = ""
-    version = "SIP/2.0"
-    _err = 400
-    # typed-value caches (class-level defaults; set on the instance when computed)
-    _vias = None
-    _via1 = None
-    _from = None
-    _to = None
-    _call_id = None
-    _cseq = None
-    _contacts = None
-    _routes = None
-    _record_routes = None
-    _max_forwards = False
-    _ruri_parsed = None
-    # header lines: the full list (slow path or once asked for), else single ones by index
-    _headers = None
-    _hobjs = None
-    _starts = None
-    _ascii = True         # fast-parsed header text is ASCII (one byte per character)
+    # slots, not an instance dict: a message's attributes are set in varying orders (lazy
+    # caches), which makes per-instance dicts lose their shared layout and grow
+    __slots__ = (
+        "raw", "method", "ruri", "is_request", "status", "reason", "version", "_err",
+        "_hdr_start", "_hdr_end", "_body_start", "_names", "_keys", "_values", "_first",
+        "content_length", "body",
+        # typed-value caches (None, or False for Max-Forwards, until computed)
+        "_vias", "_via1", "_from", "_to", "_call_id", "_cseq", "_contacts", "_routes",
+        "_record_routes", "_max_forwards", "_ruri_parsed",
+        # header lines: the full list (slow path or once asked for), else single ones by
+        # index; the offset table of the lines
+        "_headers", "_hobjs", "_starts",
+    )
 
     # -------------------------------------------------------------------- parsing
     @classmethod
@@ -151,6 +139,16 @@ class Message:
             data = data.lstrip(b"\r\n")  # RFC 3261 7.5: ignore CRLFs before the start line
         self = cls.__new__(cls)
         self.raw = data
+        # request defaults (a reply sets its own) and empty caches
+        self.is_request = True
+        self.status = 0
+        self.reason = ""
+        self.version = "SIP/2.0"
+        self._err = 400
+        self._vias = self._via1 = self._from = self._to = self._call_id = self._cseq = None
+        self._contacts = self._routes = self._record_routes = self._ruri_parsed = None
+        self._headers = self._hobjs = self._starts = None
+        self._max_forwards = False
         fast = False
         # the fast path: the start line and CRLF-terminated 'token: value' lines up to the
         # first empty line, no folding, no bare CR or LF (else the careful scanner below)
@@ -165,15 +163,23 @@ class Message:
                 if m is not None:
                     self.method, self.ruri = m.groups()
                 else:
-                    self._start_line(first)
+                    m = _STATUS_LINE_RE.fullmatch(first)
+                    if m is not None:
+                        self.is_request = False
+                        self._err = None
+                        self.ruri = ""
+                        code, reason = m.groups()
+                        self.status = int(code)
+                        self.reason = reason or ""
+                    else:
+                        self._start_line(first)
                 hstart = len(first) + 2
                 if len(text) != p1:  # not ASCII: count the start line's bytes
-                    self._ascii = False
                     hstart = len(first.encode(ENCODING, ERRORS)) + 2
-                lines = tuple(islice(lines, 1, None))
                 n -= 1
                 if n:
-                    names, seps, values = zip(*map(str.partition, lines, repeat(":", n)))
+                    names, seps, values = zip(*map(str.partition, islice(lines, 1, None),
+                                                   repeat(":", n)))
                     keys = tuple(map(_KEYS.get, names))
                     if None in keys:
                         keys = _new_keys(names, keys)
@@ -184,7 +190,6 @@ class Message:
                     fast = True
                     names = keys = values = ()
                 if fast:
-                    self._lines = lines
                     hdr_end = p1 + 2
                     body_start = p1 + 4
                     err = self._err
@@ -347,26 +352,27 @@ class Message:
         if hs is not None:
             return hs[i].start, hs[i].end
         starts = self._starts
-        if starts is not None:
-            return starts[i], starts[i + 1]
-        if i < 16 and self._ascii:
-            # a line near the top of an ASCII header section (one byte per character):
-            # count the lines above it rather than make the offset table
-            lines = self._lines
-            start = self._hdr_start + 2 * i + (sum(map(len, lines[:i])) if i else 0)
-            return start, start + len(lines[i]) + 2
-        starts = self._line_starts()
+        if starts is None:
+            if i < 16:
+                # a line near the top: step over the lines above it (every header line
+                # of a fast-parsed message ends in CRLF, no folding)
+                find = self.raw.find
+                start = self._hdr_start
+                for _ in range(i):
+                    start = find(b"\r\n", start) + 2
+                return start, find(b"\r\n", start) + 2
+            starts = self._line_starts()
         return starts[i], starts[i + 1]
 
     def _line_starts(self) -> list[int]:
         """Byte offset of each header line (fast-parsed messages), and of the end."""
-        lines = self._lines
-        hstart = self._hdr_start
-        if self._ascii:  # one byte per character
-            lens = map(len, lines)
-        else:
-            lens = (len(line.encode(ENCODING, ERRORS)) for line in lines)
-        starts = self._starts = list(accumulate(map(_PLUS_CRLF, lens), initial=hstart))
+        find = self.raw.find
+        pos = self._hdr_start
+        starts = [pos]
+        for _ in range(len(self._keys)):
+            pos = find(b"\r\n", pos) + 2
+            starts.append(pos)
+        self._starts = starts
         return starts
 
     def _owns(self, h: Header) -> bool:

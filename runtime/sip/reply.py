@@ -7,7 +7,10 @@ request with an unparsable Contact must still be sendable).
 """
 from __future__ import annotations
 
-import hashlib
+try:  # CPython's own MD5: for a few dozen bytes, twice as fast as OpenSSL's through hashlib
+    from _md5 import md5
+except ImportError:  # pragma: no cover
+    from hashlib import md5
 import ipaddress
 import re
 
@@ -33,7 +36,7 @@ def make_to_tag(msg: Message) -> str:
         branch = (v.branch or "") if v is not None else ""
     except SIPError:
         branch = msg.get("via") or ""
-    h = hashlib.md5(f"cfgscript-sl\0{call_id}\0{ftag}\0{branch}".encode(ENCODING, ERRORS))
+    h = md5(f"cfgscript-sl\0{call_id}\0{ftag}\0{branch}".encode(ENCODING, ERRORS))
     return h.hexdigest()
 
 
