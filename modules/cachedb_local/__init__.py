@@ -1,5 +1,5 @@
-"""cachedb_local: an in-memory key-value cache (collections of keys with expiry), and the
-core `cache_*` functions that scripts use on any cachedb engine.
+"""cachedb_local: an in-memory key-value cache (collections of keys with expiry), the
+engine of the `"local"` cache_* calls.
 
     modparam("cachedb_local", "cachedb_url", "local://")              # collection "default"
     modparam("cachedb_local", "cachedb_url", "local:grp1:///coll1")  # "local:grp1" in scripts
@@ -12,16 +12,15 @@ core `cache_*` functions that scripts use on any cachedb engine.
     cache_counter_fetch("local", "key", $var(n))       1, -2 when not there
     cache_remove_chunk([collection,] "glob")           remove the keys matching a glob
 
-The `cache_*` functions belong to the OpenSIPS core; they are exported here (and, the same,
-by the other cachedb modules: modules/cachedb_redis/cachedb_core.py) and find the engine by
-the scheme of their first argument (`"local"` -> this module, `"redis:x"` ->
-`rt.apis["cachedb_redis"]`, 1.x `"memcached_x"` -> `rt.apis["memcached"]`), so a cachedb
-module only has to provide an `api` with the methods of `Engine`."""
+The `cache_*` functions belong to the OpenSIPS core (runtime/cachedb.py), which finds this
+module's engines in its registry; each cachedb module exports them."""
 import fnmatch
 import re
 import time
 
-from runtime.module import ALL, INT, STR, VAR, Arg, Func, Module, Param
+from runtime import cachedb
+from runtime.cachedb import CacheError
+from runtime.module import ALL, STR, Arg, Func, Module, Param
 
 exports = Module(
     name="cachedb_local",
@@ -33,26 +32,7 @@ exports = Module(
         Param("enable_restart_persistency", int, 0),
     ],
     functions=[
-        Func("cache_store", "cache_store",
-             [Arg(STR, fixup=lambda v, rt: _engine_id(v, rt), name="engine"),
-              Arg(STR, name="key"), Arg(STR, name="value"), Arg(INT, optional=True)], ALL),
-        Func("cache_fetch", "cache_fetch",
-             [Arg(STR, fixup=lambda v, rt: _engine_id(v, rt), name="engine"),
-              Arg(STR, name="key"), Arg(VAR, name="result")], ALL),
-        Func("cache_remove", "cache_remove",
-             [Arg(STR, fixup=lambda v, rt: _engine_id(v, rt), name="engine"),
-              Arg(STR, name="key")], ALL),
-        Func("cache_add", "cache_add",
-             [Arg(STR, fixup=lambda v, rt: _engine_id(v, rt), name="engine"),
-              Arg(STR, name="key"), Arg(INT, name="increment"), Arg(INT, optional=True),
-              Arg(VAR, optional=True, name="new value")], ALL),
-        Func("cache_sub", "cache_sub",
-             [Arg(STR, fixup=lambda v, rt: _engine_id(v, rt), name="engine"),
-              Arg(STR, name="key"), Arg(INT, name="decrement"), Arg(INT, optional=True),
-              Arg(VAR, optional=True, name="new value")], ALL),
-        Func("cache_counter_fetch", "cache_counter_fetch",
-             [Arg(STR, fixup=lambda v, rt: _engine_id(v, rt), name="engine"),
-              Arg(STR, name="key"), Arg(VAR, name="result")], ALL),
+        *cachedb.functions(),
         Func("cache_remove_chunk", "cache_remove_chunk",
              [Arg(STR, name="collection or glob"), Arg(STR, optional=True, name="glob")], ALL),
     ],
@@ -60,10 +40,6 @@ exports = Module(
     mi={"cache_remove_chunk": "mi_cache_remove_chunk",
         "cache_fetch_chunk": "mi_cache_fetch_chunk"},
 )
-
-
-class CacheError(Exception):
-    pass
 
 
 class Collection:
@@ -89,7 +65,7 @@ class Collection:
 
 
 class Engine:
-    """What the cache_* functions ask of a cachedb engine (one per "scheme:group")."""
+    """The engine of one group: its collection (runtime/cachedb.py: what an engine does)."""
 
     def __init__(self, collection: Collection):
         self.coll = collection
@@ -132,15 +108,21 @@ class Engine:
             raise CacheError(f"the value of '{key}' is not a number") from None
 
 
-class Api:
-    """rt.apis["cachedb_local"]: the engines by group (None: the URL without a group)."""
+class Api(cachedb.Engines):
+    """The engines by group (None: the URL without a group), and their collections."""
 
     def __init__(self):
+        super().__init__()
         self.collections: dict = {}
-        self.engines: dict = {}
 
-    def engine(self, group):
-        return self.engines.get(group or None)
+    def has_group(self, rt, group) -> bool:
+        """Only the groups of the cachedb_url modparams (a load-time error otherwise)."""
+        p = rt.modparams["cachedb_local"]
+        try:
+            _, groups = parse_urls(p["cachedb_url"], p["cache_collections"])
+        except ValueError:
+            groups = {None: "default"}
+        return group in groups
 
 
 _URL = re.compile(r"^local(?::(?P<group>[^:/]+))?://(?:[^/]*)(?:/(?P<coll>[^/]*))?$", re.I)
@@ -174,8 +156,7 @@ def parse_urls(urls, collections_text):
     return colls, groups
 
 
-api = Api()
-exports.api = api
+api = cachedb.register("cachedb_local", Api())
 
 
 def init(rt):
@@ -186,113 +167,6 @@ def init(rt):
     period = p["cache_clean_period"]
     if period > 0:
         rt.timers.append((period, lambda: [c.clean() for c in api.collections.values()]))
-
-
-# --- the core cache_* functions ----------------------------------------------------------------
-
-def _engine_id(value, rt):
-    """`"local"` / `"local:group"` -> (module name, group); a load error when the engine's
-    module is not loaded."""
-    scheme, colon, group = str(value).strip().partition(":")
-    low = scheme.lower()
-    if not colon and low.startswith("memcached_") and "memcached" in rt.modules:
-        return "memcached", scheme[len("memcached_"):] or None     # 1.x "memcached_<group>"
-    mod = f"cachedb_{low}"
-    if mod not in rt.modules:
-        if low == "memcached" and "memcached" in rt.modules:
-            return "memcached", group or None
-        raise ValueError(f"no cachedb engine '{value}' (loadmodule \"{mod}.so\"?)")
-    if mod == "cachedb_local" and not rt.check_only:
-        urls = rt.modparams["cachedb_local"]["cachedb_url"]
-        try:
-            _, groups = parse_urls(urls, rt.modparams["cachedb_local"]["cache_collections"])
-        except ValueError:
-            groups = {None: "default"}
-        if (group or None) not in groups:
-            raise ValueError(f"no cachedb_url for '{value}'")
-    return mod, group or None
-
-
-def _engine(ctx, eid):
-    mod, group = eid
-    a = ctx.rt.apis.get(mod)
-    eng = a.engine(group) if a is not None else None
-    if eng is None:
-        ctx.rt.log.error(f"cachedb: no engine for '{mod[8:]}{':' + group if group else ''}'",
-                         "cachedb")
-    return eng
-
-
-def cache_store(ctx, eid, key, value, expire=None):
-    eng = _engine(ctx, eid)
-    if eng is None:
-        return -1
-    try:
-        eng.store(key, value, expire or 0)
-    except CacheError as e:
-        ctx.rt.log.error(f"cache_store: {e}", "cachedb")
-        return -1
-    return 1
-
-
-def cache_fetch(ctx, eid, key, result):
-    eng = _engine(ctx, eid)
-    if eng is None:
-        return -1
-    try:
-        v = eng.fetch(key)
-    except CacheError as e:
-        ctx.rt.log.error(f"cache_fetch: {e}", "cachedb")
-        return -1
-    if v is None:
-        return -2
-    result.set(ctx, v)
-    return 1
-
-
-def cache_remove(ctx, eid, key):
-    eng = _engine(ctx, eid)
-    if eng is None:
-        return -1
-    eng.remove(key)
-    return 1
-
-
-def _add(ctx, eid, key, delta, expire, var):
-    eng = _engine(ctx, eid)
-    if eng is None:
-        return -1
-    try:
-        new = eng.add(key, delta, expire or 0)
-    except CacheError as e:
-        ctx.rt.log.error(f"cache_add: {e}", "cachedb")
-        return -1
-    if var is not None:
-        var.set(ctx, new)
-    return 1
-
-
-def cache_add(ctx, eid, key, inc, expire=None, var=None):
-    return _add(ctx, eid, key, inc, expire, var)
-
-
-def cache_sub(ctx, eid, key, dec, expire=None, var=None):
-    return _add(ctx, eid, key, -dec, expire, var)
-
-
-def cache_counter_fetch(ctx, eid, key, result):
-    eng = _engine(ctx, eid)
-    if eng is None:
-        return -1
-    try:
-        v = eng.counter_fetch(key)
-    except CacheError as e:
-        ctx.rt.log.error(f"cache_counter_fetch: {e}", "cachedb")
-        return -1
-    if v is None:
-        return -2
-    result.set(ctx, v)
-    return 1
 
 
 # --- cache_remove_chunk ------------------------------------------------------------------------

@@ -20,31 +20,23 @@ reached is skipped for 2 s before the next attempt.
 from __future__ import annotations
 
 from modules.cachedb_memcached.client import Client, MemcachedError
-from modules.cachedb_redis.cachedb_core import CacheError, core_functions, parse_url
+from runtime import cachedb
+from runtime.cachedb import CacheError, int32
 from runtime.module import Module, Param
 
 exports = Module(
     name="cachedb_memcached",
     params=[
-        Param("cachedb_url", str, multi=True, check=lambda v: _check_url(v)),
+        Param("cachedb_url", str, multi=True,
+              check=lambda v: cachedb.check_url(v, "memcached", DEFAULT_PORT)),
         Param("exec_threshold", int, 0),
     ],
-    functions=core_functions(),
+    functions=cachedb.functions(),
     init="init",
     destroy="destroy",
 )
 
 DEFAULT_PORT = 11211
-
-
-def _check_url(url):
-    try:
-        u = parse_url(url, DEFAULT_PORT)
-    except ValueError as e:
-        return str(e)
-    if u.scheme != "memcached":
-        return f"cachedb_url '{url}' is not a memcached URL (memcached[:group]://host[:port]/)"
-    return None
 
 
 class MemcachedEngine:
@@ -87,14 +79,14 @@ class MemcachedEngine:
         if new is None:                      # no such key: store the amount
             self._do("add", self.client.set, key, str(delta), expire or 0)
             return delta
-        return _int32(new)
+        return int32(new)
 
     def sub(self, key, delta, expire=0):
         new = self._do("sub", self.client.decr, key, delta)
         if new is None:                      # OpenSIPS stores the amount itself here too
             self._do("sub", self.client.set, key, str(delta), expire or 0)
             return delta
-        return _int32(new)
+        return int32(new)
 
     def counter_fetch(self, key):
         v = self._do("counter fetch", self.client.get, key)
@@ -109,41 +101,13 @@ class MemcachedEngine:
         self.client.close()
 
 
-def _int32(n: int) -> int:
-    return ((n + 2 ** 31) % 2 ** 32) - 2 ** 31
-
-
-class Api:
-    """rt.apis["cachedb_memcached"]: the engines by group (None: the URL without one)."""
-
-    def __init__(self):
-        self.engines: dict = {}
-
-    def engine(self, group):
-        return self.engines.get(group or None)
-
-    def replace(self, engines):
-        for old in self.engines.values():
-            old.close()
-        self.engines = engines
-
-
-api = Api()
-exports.api = api
+api = cachedb.register("cachedb_memcached")
 
 
 def init(rt):
     p = rt.modparams["cachedb_memcached"]
-    engines = {}
-    for text in p["cachedb_url"]:
-        url = parse_url(text, DEFAULT_PORT)
-        if url.group in engines:
-            rt.log.warning(f"cachedb_url '{text}': group '{url.group or ''}' is already "
-                           f"defined, ignored", "cachedb_memcached")
-            continue
-        engines[url.group] = MemcachedEngine(url.hosts, url.label, rt.log,
-                                             p["exec_threshold"])
-    api.replace(engines)
+    api.from_urls(rt, "cachedb_memcached", p["cachedb_url"], DEFAULT_PORT,
+                  lambda url: MemcachedEngine(url.hosts, url.label, rt.log, p["exec_threshold"]))
 
 
 def destroy(rt):

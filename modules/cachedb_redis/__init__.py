@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import shlex
 
-from modules.cachedb_redis.cachedb_core import CacheError, core_functions, parse_url
 from modules.cachedb_redis.resp import Connection, ConnectionFailed, Error, Status
+from runtime import cachedb
+from runtime.cachedb import CacheError, int32
 from runtime.module import Module, Param
 
 exports = Module(
     name="cachedb_redis",
     params=[
-        Param("cachedb_url", str, multi=True, check=lambda v: _check_url(v)),
+        Param("cachedb_url", str, multi=True,
+              check=lambda v: cachedb.check_url(v, "redis", DEFAULT_PORT)),
         Param("connect_timeout", int, 5000),
         Param("query_timeout", int, 5000),
         Param("shutdown_on_error", int, 0),
@@ -47,22 +49,12 @@ exports = Module(
         Param("ftsearch_max_results", int, 10000),
         Param("ftsearch_json_mset_expire", int, 3600),
     ],
-    functions=core_functions(),
+    functions=cachedb.functions(),
     init="init",
     destroy="destroy",
 )
 
 DEFAULT_PORT = 6379
-
-
-def _check_url(url):
-    try:
-        u = parse_url(url, DEFAULT_PORT)
-    except ValueError as e:
-        return str(e)
-    if u.scheme != "redis":
-        return f"cachedb_url '{url}' is not a redis URL (redis[:group]://host[:port]/)"
-    return None
 
 
 class RedisEngine:
@@ -150,7 +142,7 @@ class RedisEngine:
             raise CacheError(f"redis {cmd}: unexpected reply {r!r}")
         if expire:
             self.run("EXPIRE", key, expire)
-        return _int32(r)
+        return int32(r)
 
     def add(self, key, delta, expire=0):
         return self._incr("INCRBY", key, delta, expire)
@@ -186,7 +178,7 @@ class RedisEngine:
         if isinstance(r, Status) or not want_rows:
             return 1, []
         if isinstance(r, int):
-            return 1, [_int32(r)]
+            return 1, [int32(r)]
         if isinstance(r, bytes):
             return 1, [_text(r)]
         rows = []
@@ -194,7 +186,7 @@ class RedisEngine:
             if item is None:
                 rows.append(None)
             elif isinstance(item, int) and not isinstance(item, Status):
-                rows.append(_int32(item))
+                rows.append(int32(item))
             elif isinstance(item, bytes):
                 rows.append(_text(item))
             # nested arrays (and statuses) are skipped, as OpenSIPS does
@@ -205,23 +197,7 @@ def _text(b) -> str:
     return b.decode("utf-8", "surrogateescape") if isinstance(b, bytes) else str(b)
 
 
-def _int32(n: int) -> int:
-    """What a C int keeps of a Redis integer (OpenSIPS stores counters as int)."""
-    return ((n + 2 ** 31) % 2 ** 32) - 2 ** 31
-
-
-class Api:
-    """rt.apis["cachedb_redis"]: the engines by group (None: the URL without a group)."""
-
-    def __init__(self):
-        self.engines: dict = {}
-
-    def engine(self, group):
-        return self.engines.get(group or None)
-
-
-api = Api()
-exports.api = api
+api = cachedb.register("cachedb_redis")
 
 
 def init(rt):
@@ -229,23 +205,14 @@ def init(rt):
     if p["use_tls"]:
         rt.log.warning("use_tls: TLS to Redis is not supported, the connections are plain "
                        "TCP", "cachedb_redis")
-    engines = {}
-    for text in p["cachedb_url"]:
-        url = parse_url(text, DEFAULT_PORT)
-        if url.group in engines:
-            rt.log.warning(f"cachedb_url '{text}': group '{url.group or ''}' is already "
-                           f"defined, ignored", "cachedb_redis")
-            continue
-        engines[url.group] = RedisEngine(url, p["connect_timeout"], p["query_timeout"],
-                                         bool(p["enable_raw_query_quoting"]), rt.log)
-    if not engines:
+    api.from_urls(rt, "cachedb_redis", p["cachedb_url"], DEFAULT_PORT,
+                  lambda url: RedisEngine(url, p["connect_timeout"], p["query_timeout"],
+                                          bool(p["enable_raw_query_quoting"]), rt.log))
+    if not api.engines:
         rt.log.warning("no cachedb_url: the cache_* functions have no redis engine",
                        "cachedb_redis")
-    for old in api.engines.values():
-        old.close()
-    api.engines = engines
     if p["shutdown_on_error"]:
-        for eng in engines.values():
+        for eng in api.engines.values():
             try:
                 eng.connect()
             except CacheError as e:
@@ -253,5 +220,4 @@ def init(rt):
 
 
 def destroy(rt):
-    for eng in api.engines.values():
-        eng.close()
+    api.replace({})

@@ -18,14 +18,14 @@ from __future__ import annotations
 import re
 
 from modules.cachedb_memcached import MemcachedEngine
-from modules.cachedb_redis.cachedb_core import core_functions
+from runtime import cachedb
 from runtime.module import Module, Param
 
 exports = Module(
     name="memcached",
     params=[Param("server", str, multi=True, check=lambda v: _check(v)),
             Param("exec_threshold", int, 0)],
-    functions=core_functions(),
+    functions=cachedb.functions(),
     init="init",
     destroy="destroy",
 )
@@ -60,23 +60,7 @@ def _check(text):
     return None
 
 
-class Api:
-    """rt.apis["memcached"]: the groups of servers."""
-
-    def __init__(self):
-        self.engines: dict = {}
-
-    def engine(self, group):
-        return self.engines.get(group)
-
-    def replace(self, engines):
-        for old in self.engines.values():
-            old.close()
-        self.engines = engines
-
-
-api = Api()
-exports.api = api
+api = cachedb.register("memcached")          # the groups of servers
 
 
 def init(rt):

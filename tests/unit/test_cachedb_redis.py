@@ -8,7 +8,7 @@ import pytest
 
 from cfgscript import parse_text
 from modules.cachedb_redis import resp
-from modules.cachedb_redis.cachedb_core import parse_url
+from runtime.cachedb import parse_url
 from runtime.context import Context, ScriptExit
 from runtime.loader import load_script
 from runtime.sip.message import Message

@@ -1,20 +1,19 @@
-"""What the cachedb engines of this package share (cachedb_redis, cachedb_memcached and the
-1.x `memcached` module): the `cachedb_url` syntax, and the core `cache_*` script functions
-with an engine lookup that knows every engine name form.
+"""The cachedb core (OpenSIPS's cachedb/): the `cachedb_url` syntax, the registry of the
+engines the cachedb modules provide, and the core `cache_*` script functions.
 
-The `cache_*` functions belong to the OpenSIPS core. Here they are exported by each cachedb
-module (cachedb_local exports the same functions); whichever module is loaded, the call
-finds its engine by the first argument:
+Each cachedb module registers its engines by group (`register(module)` gives its place in
+the registry) and lists `functions()` in its export block; a call finds its engine by the
+first argument:
 
-    "redis" / "redis:group"         -> rt.apis["cachedb_redis"].engine(group)
-    "memcached:group"               -> rt.apis["cachedb_memcached"].engine(group)
-    "memcached_group" (1.x)         -> rt.apis["memcached"].engine(group)
-    "local[:group]"                 -> rt.apis["cachedb_local"].engine(group)
+    "local[:group]"                 -> cachedb_local's engine of the group
+    "redis" / "redis:group"         -> cachedb_redis's
+    "memcached:group"               -> cachedb_memcached's
+    "memcached_group" (1.x)         -> the memcached module's
 
 An engine has `store(key, value, expire)`, `fetch(key)` (None: no such key), `remove(key)`,
 `add(key, delta, expire)` -> new value, `counter_fetch(key)` (None: no such key), and
-optionally `sub(key, delta, expire)` and `raw_query(text, want_rows)` -> (rc, rows). Every
-failure is a `CacheError` (cachedb_local's class, so its own wrappers handle ours).
+optionally `sub(key, delta, expire)`, `raw_query(text, want_rows)` -> (rc, rows) and
+`close()`. Every failure is a `CacheError`.
 
 Return codes as OpenSIPS's: 1 success, -1 error, -2 no such key (fetch, counter_fetch, a raw
 query answered with nil).
@@ -24,10 +23,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from modules.cachedb_local import CacheError
 from runtime.module import ALL, INT, STR, STR_NO_EXPAND, VAR, Arg, Func
+from runtime.pv import PVError, bind, parse_pv_text
 
-__all__ = ["CacheError", "CachedbURL", "parse_url", "core_functions", "engine_id"]
+
+class CacheError(Exception):
+    pass
 
 
 # --- cachedb_url ---------------------------------------------------------------------------
@@ -93,12 +94,70 @@ def parse_url(text: str, default_port: int | None = None) -> CachedbURL:
                       database.strip("/") or None, options or None, text)
 
 
-# --- engine ids ----------------------------------------------------------------------------
+def check_url(text, scheme: str, default_port: int) -> str | None:
+    """A modparam check: the error in a `scheme[:group]://...` cachedb_url, if any."""
+    try:
+        url = parse_url(text, default_port)
+    except ValueError as e:
+        return str(e)
+    if url.scheme != scheme:
+        return f"cachedb_url '{text}' is not a {scheme} URL ({scheme}[:group]://host[:port]/)"
+    return None
+
+
+def int32(n: int) -> int:
+    """What a C int keeps of a counter (OpenSIPS stores counters as int)."""
+    return ((n + 2 ** 31) % 2 ** 32) - 2 ** 31
+
+
+# --- the registry --------------------------------------------------------------------------
+
+class Engines:
+    """A cachedb module's engines by group (None: its URL without a group)."""
+
+    def __init__(self):
+        self.engines: dict = {}
+
+    def engine(self, group):
+        return self.engines.get(group or None)
+
+    def has_group(self, rt, group) -> bool:
+        """Whether a group may be named in the script (checked at load; True: a group
+        without a URL is found, and logged, at run time, as in OpenSIPS)."""
+        return True
+
+    def replace(self, engines: dict):
+        """Use these engines from now on; close the ones there were."""
+        for old in self.engines.values():
+            old.close()
+        self.engines = engines
+
+    def from_urls(self, rt, module, urls, default_port, make):
+        """replace() with one engine per group of the `cachedb_url` values
+        (make(CachedbURL) -> engine); a group given twice is warned about, the first kept."""
+        engines = {}
+        for text in urls:
+            url = parse_url(text, default_port)
+            if url.group in engines:
+                rt.log.warning(f"cachedb_url '{text}': group '{url.group or ''}' is already "
+                               f"defined, ignored", module)
+                continue
+            engines[url.group] = make(url)
+        self.replace(engines)
+
+
+_registry: dict[str, Engines] = {}
+
+
+def register(module: str, engines: Engines | None = None) -> Engines:
+    """The place of a cachedb module's engines (`engines`, or a new Engines)."""
+    _registry[module] = engines if engines is not None else Engines()
+    return _registry[module]
+
 
 def engine_id(value, rt):
     """The fixup of the first argument: (module, group). A load-time error when no loaded
-    module provides the engine; a group without a URL is found (and logged) at run time, as
-    in OpenSIPS."""
+    module provides the engine, or when the module knows the group is not there."""
     text = str(value).strip()
     scheme, colon, group = text.partition(":")
     scheme_l = scheme.lower()
@@ -109,13 +168,15 @@ def engine_id(value, rt):
         if scheme_l == "memcached" and "memcached" in rt.modules:
             return "memcached", group or None
         raise ValueError(f"no cachedb engine '{text}' (loadmodule \"{mod}.so\"?)")
+    if not rt.check_only and not _registry[mod].has_group(rt, group or None):
+        raise ValueError(f"no cachedb_url for '{value}'")
     return mod, group or None
 
 
 def _engine(ctx, eid, fname):
     mod, group = eid
-    api = ctx.rt.apis.get(mod)
-    eng = api.engine(group) if api is not None else None
+    engines = _registry.get(mod)
+    eng = engines.engine(group) if engines is not None else None
     if eng is None:
         name = mod[8:] if mod.startswith("cachedb_") else mod
         ctx.rt.log.error(f"{fname}: failed to get connection for group "
@@ -123,68 +184,64 @@ def _engine(ctx, eid, fname):
     return eng
 
 
+# --- the script functions ------------------------------------------------------------------
+
 def _fail(ctx, fname, err):
     ctx.rt.log.error(f"{fname}: {err}", "cachedb")
     return -1
 
 
-# --- the script functions ------------------------------------------------------------------
+_FAILED = object()
 
-def cache_store(ctx, eid, key, value, expire=None):
+
+def _apply(ctx, fname, eid, key, op):
+    """op(engine) for the script function `fname`; _FAILED (and a log line) when the key
+    is empty, there is no engine or the engine fails."""
     if not key:
-        return _fail(ctx, "cache_store", "attribute cannot be empty")
-    eng = _engine(ctx, eid, "cache_store")
+        _fail(ctx, fname, "attribute cannot be empty")
+        return _FAILED
+    eng = _engine(ctx, eid, fname)
     if eng is None:
-        return -1
+        return _FAILED
     try:
-        eng.store(key, value, expire or 0)
+        return op(eng)
     except CacheError as e:
-        return _fail(ctx, "cache_store", e)
-    return 1
+        _fail(ctx, fname, e)
+        return _FAILED
 
 
-def cache_fetch(ctx, eid, key, result):
-    if not key:
-        return _fail(ctx, "cache_fetch", "attribute cannot be empty")
-    eng = _engine(ctx, eid, "cache_fetch")
-    if eng is None:
+def _fetch(ctx, fname, eid, key, result, op):
+    v = _apply(ctx, fname, eid, key, op)
+    if v is _FAILED:
         return -1
-    try:
-        v = eng.fetch(key)
-    except CacheError as e:
-        return _fail(ctx, "cache_fetch", e)
     if v is None:
         return -2
     result.set(ctx, v)
     return 1
 
 
+def cache_store(ctx, eid, key, value, expire=None):
+    done = _apply(ctx, "cache_store", eid, key, lambda eng: eng.store(key, value, expire or 0))
+    return -1 if done is _FAILED else 1
+
+
+def cache_fetch(ctx, eid, key, result):
+    return _fetch(ctx, "cache_fetch", eid, key, result, lambda eng: eng.fetch(key))
+
+
 def cache_remove(ctx, eid, key):
-    if not key:
-        return _fail(ctx, "cache_remove", "attribute cannot be empty")
-    eng = _engine(ctx, eid, "cache_remove")
-    if eng is None:
-        return -1
-    try:
-        eng.remove(key)
-    except CacheError as e:
-        return _fail(ctx, "cache_remove", e)
-    return 1
+    done = _apply(ctx, "cache_remove", eid, key, lambda eng: eng.remove(key))
+    return -1 if done is _FAILED else 1
 
 
 def _counter(ctx, fname, eid, key, delta, expire, var, sub):
-    if not key:
-        return _fail(ctx, fname, "attribute cannot be empty")
-    eng = _engine(ctx, eid, fname)
-    if eng is None:
-        return -1
-    try:
+    def op(eng):
         if sub and hasattr(eng, "sub"):
-            new = eng.sub(key, delta, expire or 0)
-        else:
-            new = eng.add(key, -delta if sub else delta, expire or 0)
-    except CacheError as e:
-        return _fail(ctx, fname, e)
+            return eng.sub(key, delta, expire or 0)
+        return eng.add(key, -delta if sub else delta, expire or 0)
+    new = _apply(ctx, fname, eid, key, op)
+    if new is _FAILED:
+        return -1
     if var is not None:
         var.set(ctx, new)
     return 1
@@ -199,19 +256,8 @@ def cache_sub(ctx, eid, key, dec, expire=None, var=None):
 
 
 def cache_counter_fetch(ctx, eid, key, result):
-    if not key:
-        return _fail(ctx, "cache_counter_fetch", "attribute cannot be empty")
-    eng = _engine(ctx, eid, "cache_counter_fetch")
-    if eng is None:
-        return -1
-    try:
-        v = eng.counter_fetch(key)
-    except CacheError as e:
-        return _fail(ctx, "cache_counter_fetch", e)
-    if v is None:
-        return -2
-    result.set(ctx, v)
-    return 1
+    return _fetch(ctx, "cache_counter_fetch", eid, key, result,
+                  lambda eng: eng.counter_fetch(key))
 
 
 def cache_raw_query(ctx, eid, query, avps=None):
@@ -241,7 +287,6 @@ def cache_raw_query(ctx, eid, query, avps=None):
 def avp_list(text, rt):
     """The fixup of cache_raw_query's third argument: `"$avp(a)"`, or several separated by
     `;`, `,` or blanks -> bound AVP specs."""
-    from runtime.pv import PVError, bind, parse_pv_text
     out = []
     for part in re.split(r"[;,\s]+", str(text).strip()):
         if not part:
@@ -258,10 +303,10 @@ def avp_list(text, rt):
     return out
 
 
-def core_functions() -> list:
+def functions() -> list:
     """The cache_* functions, as each cachedb module exports them."""
     eng = Arg(STR, fixup=engine_id, name="engine")
-    funcs = [
+    return [
         Func("cache_store", cache_store, [eng, Arg(STR, name="key"), Arg(STR, name="value"),
                                           Arg(INT, optional=True, name="expire")], ALL),
         Func("cache_fetch", cache_fetch, [eng, Arg(STR, name="key"), Arg(VAR, name="result")],
@@ -279,4 +324,3 @@ def core_functions() -> list:
              [eng, Arg(STR, name="query"),
               Arg(STR_NO_EXPAND, optional=True, fixup=avp_list, name="result AVPs")], ALL),
     ]
-    return funcs
