@@ -1,5 +1,5 @@
-"""mi_xmlrpc: the Management Interface over XML-RPC, the OpenSIPS 1.x module (an embedded
-Abyss HTTP server of its own, no httpd needed).
+"""mi_xmlrpc: the Management Interface over XML-RPC, the OpenSIPS 1.x module (an HTTP server
+on a port of its own, as its embedded Abyss was: httpd's server code, no httpd needed).
 
     loadmodule "mi_xmlrpc.so"
     modparam("mi_xmlrpc", "port", 8000)                   # the default: 8080 (>= 1024)
@@ -23,12 +23,12 @@ another address is given; `buffer_size` is accepted (replies have no size limit 
 """
 from __future__ import annotations
 
-import asyncio
 import time
 import xmlrpc.client
 from xml.parsers.expat import ExpatError
 
 from runtime import mi
+from runtime.httpserver import HTTPServer
 from runtime.module import Module, Param
 
 exports = Module(
@@ -47,10 +47,7 @@ exports = Module(
     destroy="destroy",
 )
 
-MAX_HEAD = 64 * 1024
 MAX_BODY = 4 * 1024 * 1024
-REASONS = {200: "OK", 400: "Bad Request", 405: "Method Not Allowed", 411: "Length Required",
-           413: "Payload Too Large", 500: "Internal Server Error"}
 
 
 # --- replies -------------------------------------------------------------------------------
@@ -158,21 +155,21 @@ async def handle_call(rt, body: bytes, reply_option: int = 0) -> bytes:
 # --- the HTTP server -----------------------------------------------------------------------
 
 class XMLRPCServer:
+    """POST /RPC2 (any path) on runtime/httpserver.py, with the access log of log_file."""
+
     def __init__(self, rt, params):
         self.rt = rt
-        self.ip = params["ip"]
-        self.port = params["port"]
         self.reply_option = params["reply_option"]
         self.log_file = params["log_file"]
         self.log_fh = None
-        self.server = None
+        ip = "*" if params["ip"] == "0.0.0.0" else params["ip"]
+        self.server = HTTPServer(rt, "mi_xmlrpc", self._handle, ip, params["port"],
+                                 max_body=MAX_BODY, on_reply=self._access)
 
     async def start(self):
-        host = None if self.ip in ("*", "", "0.0.0.0") else self.ip
-        label = f"{'*' if host is None else self.ip}:{self.port}"
+        label = self.server.label
         try:
-            self.server = await asyncio.start_server(self._client, host, self.port,
-                                                     reuse_address=True, limit=MAX_HEAD)
+            await self.server.start()
         except OSError as e:
             self.rt.log.error(f"mi_xmlrpc cannot listen on {label}: {e.strerror or e}; "
                               f"XML-RPC is off", "mi_xmlrpc")
@@ -187,93 +184,28 @@ class XMLRPCServer:
         self.rt.log.notice(f"mi_xmlrpc listening on http://{label}/RPC2", "mi_xmlrpc")
 
     def stop(self):
-        if self.server is not None:
-            self.server.close()
-            self.server = None
+        self.server.stop()
         if self.log_fh is not None:
             self.log_fh.close()
             self.log_fh = None
 
-    def _access(self, peer, line, status, size):
+    def _access(self, req, status, size):
         if self.log_fh is None:
             return
         stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z")
         try:
-            self.log_fh.write(f'{peer} - - [{stamp}] "{line}" {status} {size}\n')
+            self.log_fh.write(f'{req.client[0]} - - [{stamp}] "{req.line}" {status} {size}\n')
         except OSError:
             pass
 
-    async def _client(self, reader, writer):
-        peer = (writer.get_extra_info("peername") or ("?",))[0]
-        try:
-            while True:
-                try:
-                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-                except (asyncio.IncompleteReadError, asyncio.TimeoutError):
-                    break
-                except asyncio.LimitOverrunError:
-                    await self._send(writer, 413, b"", close=True)
-                    break
-                lines = head.decode("latin-1").split("\r\n")
-                request_line = lines[0]
-                parts = request_line.split()
-                headers = {}
-                for line in lines[1:]:
-                    name, sep, value = line.partition(":")
-                    if sep:
-                        headers[name.strip().lower()] = value.strip()
-                if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-                    await self._send(writer, 400, b"", close=True)
-                    self._access(peer, request_line, 400, 0)
-                    break
-                version = parts[2]
-                conn = headers.get("connection", "").lower()
-                keep = conn == "keep-alive" if version == "HTTP/1.0" else conn != "close"
-                if parts[0] != "POST":
-                    await self._send(writer, 405, b"", close=True, extra={"Allow": "POST"})
-                    self._access(peer, request_line, 405, 0)
-                    break
-                if "content-length" not in headers:
-                    await self._send(writer, 411, b"", close=True)
-                    self._access(peer, request_line, 411, 0)
-                    break
-                try:
-                    n = int(headers["content-length"])
-                except ValueError:
-                    n = -1
-                if not 0 <= n <= MAX_BODY:
-                    await self._send(writer, 413 if n > MAX_BODY else 400, b"", close=True)
-                    break
-                if headers.get("expect", "").lower() == "100-continue":
-                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                    await writer.drain()
-                body = await reader.readexactly(n)
-                reply = await handle_call(self.rt, body, self.reply_option)
-                await self._send(writer, 200, reply, close=not keep)
-                self._access(peer, request_line, 200, len(reply))
-                if not keep:
-                    break
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except Exception as e:
-            self.rt.log.error(f"mi_xmlrpc connection failed: {e}", "mi_xmlrpc")
-        finally:
-            try:
-                writer.close()
-            except Exception:
-                pass
-
-    async def _send(self, writer, status, body, close=False, extra=None):
-        head = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}",
-                "Server: cfgscript mi_xmlrpc", f"Content-Length: {len(body)}"]
-        if body:
-            head.append("Content-Type: text/xml")
-        for k, v in (extra or {}).items():
-            head.append(f"{k}: {v}")
-        if close:
-            head.append("Connection: close")
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
-        await writer.drain()
+    async def _handle(self, req):
+        headers = {"Server": "cfgscript mi_xmlrpc"}
+        if req.method != "POST":
+            return 405, b"", {**headers, "Allow": "POST"}
+        if "content-length" not in req.headers and "transfer-encoding" not in req.headers:
+            return 411, b"", headers
+        reply = await handle_call(self.rt, req.body, self.reply_option)
+        return 200, reply, {**headers, "Content-Type": "text/xml"}
 
 
 _state = {"server": None}
