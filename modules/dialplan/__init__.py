@@ -25,25 +25,15 @@ from runtime.module import (BRANCH, EVENT, FAILURE, LOCAL, ONREPLY, REQUEST, STA
 from runtime.pv import PVS, Format, bind, parse_pv_text
 from runtime.values import to_int, to_str
 
-from modules.dispatcher.common import PVRef, check_partition, check_pv, parse_partition, \
-    sqlite_table
+from modules.dispatcher.common import PVRef, check_partition, check_pv, mi_reload, \
+    parse_partition, partition_id, sqlite_table
 
 _ROUTES = REQUEST | FAILURE | LOCAL | BRANCH | STARTUP | TIMER | EVENT | ONREPLY
 
 
 def _id_fixup(value, rt):
     """`10`, `"10"`, `"pstn:10"` -> (partition or None, dpid)."""
-    if isinstance(value, int):
-        return None, value
-    text = str(value).strip()
-    part = None
-    if ":" in text:
-        part, _, text = text.partition(":")
-        part, text = part.strip() or None, text.strip()
-    n = to_int(text)
-    if n is None:
-        raise ValueError(f"'{value}' is not a dialplan id")
-    return part, n
+    return partition_id(value, "dialplan id")
 
 
 class _Input:
@@ -377,15 +367,7 @@ def dp_replace(ctx, id_, text, out):
 
 def mi_dp_reload(rt, partition: str = None):
     """Load the rules again."""
-    from runtime.mi import OK, MIError
-    st = rt.apis["dialplan"]
-    if partition is not None and partition not in st.partitions:
-        raise MIError(400, "Unknown partition")
-    try:
-        st.load()
-    except Exception as e:
-        raise MIError(500, f"Failed to reload: {e}")
-    return OK
+    return mi_reload(rt.apis["dialplan"], partition)
 
 
 def mi_dp_translate(rt, dpid: int, input: str, partition: str = None):

@@ -21,8 +21,9 @@ from runtime.pv import parse_uri
 from runtime.sip.headers import SIPError
 from runtime.values import to_int
 
-from .common import (PVRef, check_partition, check_pv, is_ip, parse_partition, resolve_dest,
-                     same_ip, split_host_port, sqlite_table)
+from .common import (PVRef, check_partition, check_pv, check_reply_codes, is_ip, mi_reload,
+                     parse_partition, partition_id, resolve_dest, same_ip, split_host_port,
+                     sqlite_table)
 from .probe import ProbeUAC, parse_reply_codes, probe_ok, socket_of
 
 INACTIVE, PROBING = 1, 2
@@ -31,17 +32,7 @@ _ROUTES = REQUEST | BRANCH | FAILURE
 
 def _set_fixup(value, rt):
     """`1`, `"1"`, `"part2:1"`, `"part2 : 1"` -> (partition or None, set id)."""
-    if isinstance(value, int):
-        return None, value
-    text = str(value).strip()
-    part = None
-    if ":" in text:
-        part, _, text = text.partition(":")
-        part, text = part.strip(), text.strip()
-    n = to_int(text)
-    if n is None:
-        raise ValueError(f"'{value}' is not a dispatcher set id")
-    return part or None, n
+    return partition_id(value, "dispatcher set id")
 
 
 def _flags_fixup(value, rt):
@@ -99,14 +90,14 @@ exports = Module(
         Param("ds_probing_mode", int, 0), Param("ds_probing_list", str, None),
         Param("ds_define_blacklist", str, multi=True),
         Param("options_reply_codes", str, None,
-              check=lambda v: _codes_check(v)),
+              check=check_reply_codes),
         Param("persistent_state", int, 1), Param("cluster_id", int, 0),
         Param("cluster_sharing_tag", str, None), Param("cluster_probing_mode", str, None),
         Param("fetch_freeswitch_stats", int, 0), Param("max_freeswitch_weight", int, 100),
         # OpenSIPS <= 2.0: module-wide selection flags
         Param("flags", int, 0), Param("force_dst", int, None), Param("use_default", int, 0),
         # Kamailio's dispatcher (accepted; the ones without an OpenSIPS meaning do nothing)
-        Param("ds_ping_reply_codes", str, None, check=lambda v: _codes_check(v)),
+        Param("ds_ping_reply_codes", str, None, check=check_reply_codes),
         Param("ds_inactive_threshold", int, 1), Param("attrs_pvname", str, None),
         Param("xavp_dst", str, None), Param("xavp_ctx", str, None),
         Param("xavp_dst_mode", int, 0), Param("xavp_ctx_mode", int, 0),
@@ -159,14 +150,6 @@ exports = Module(
     child_init="child_init",
     destroy="destroy",
 )
-
-
-def _codes_check(v):
-    try:
-        parse_reply_codes(v)
-    except ValueError as e:
-        return str(e)
-    return None
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -959,15 +942,7 @@ def mi_ds_list(rt, full: int = 0):
 
 def mi_ds_reload(rt, partition: str = None):
     """Load the destinations again (states of known destinations as stored)."""
-    from runtime.mi import OK, MIError
-    st = rt.apis["dispatcher"]
-    if partition is not None and partition not in st.partitions:
-        raise MIError(400, "Unknown partition")
-    try:
-        st.load()
-    except Exception as e:
-        raise MIError(500, f"Failed to reload: {e}")
-    return OK
+    return mi_reload(rt.apis["dispatcher"], partition)
 
 
 def mi_ds_set_state(rt, state: str, group: str, address: str):

@@ -1,6 +1,6 @@
 """Helpers the routing modules share (dispatcher, load_balancer, drouting, dialplan):
 PV holders named by modparams, OpenSIPS partition strings, SQLite tables of the OpenSIPS
-schema, destination addresses."""
+schema, destination addresses, probing reply codes, the MI reload."""
 from __future__ import annotations
 
 import re
@@ -8,6 +8,9 @@ import re
 from runtime import db
 from runtime.forward import next_hop
 from runtime.pv import PVS, bind, parse_pv_text
+from runtime.values import to_int
+
+from .probe import parse_reply_codes
 
 
 class PVRef:
@@ -123,6 +126,48 @@ def check_partition(text):
     except ValueError as e:
         return str(e)
     return None
+
+
+def partition_id(value, what, optional=False):
+    """A fixup's `1`, `"1"`, `"part:1"`, `"part : 1"` -> (partition or None, id); ValueError
+    "'value' is not a `what`". With `optional`, no id (None, `"part:"`) is the id None."""
+    if value is None and optional:
+        return None, None
+    if isinstance(value, int):
+        return None, value
+    text = str(value).strip()
+    part = None
+    if ":" in text:
+        part, _, text = text.partition(":")
+        part, text = part.strip(), text.strip()
+    if optional and text == "":
+        return part or None, None
+    n = to_int(text)
+    if n is None:
+        raise ValueError(f"'{value}' is not a {what}")
+    return part or None, n
+
+
+def check_reply_codes(text):
+    """A modparam check of a probing reply code list."""
+    try:
+        parse_reply_codes(text)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def mi_reload(state, partition=None):
+    """An MI reload command: state.load() again; `partition`, when given, must be one of
+    state.partitions."""
+    from runtime.mi import OK, MIError
+    if partition is not None and partition not in state.partitions:
+        raise MIError(400, "Unknown partition")
+    try:
+        state.load()
+    except Exception as e:
+        raise MIError(500, f"Failed to reload: {e}")
+    return OK
 
 
 def sqlite_table(conn, table, columns, version):

@@ -26,8 +26,8 @@ from runtime.pv import parse_uri
 from runtime.sip.headers import SIPError
 from runtime.values import to_int
 
-from modules.dispatcher.common import PVRef, check_pv, is_ip, same_ip, split_host_port, \
-    sqlite_table
+from modules.dispatcher.common import PVRef, check_pv, check_reply_codes, is_ip, mi_reload, \
+    partition_id, same_ip, split_host_port, sqlite_table
 from modules.dispatcher.probe import ProbeUAC, parse_reply_codes, probe_ok, socket_of
 
 from .timerec import TimeRec
@@ -37,21 +37,7 @@ _RFL = REQUEST | FAILURE | LOCAL
 
 def _grp_fixup(value, rt):
     """`0`, `"1"`, `"$avp(x)"` (rendered), `"part:1"`, `"part:"` -> (partition, group)."""
-    if value is None:
-        return None, None
-    if isinstance(value, int):
-        return None, value
-    text = str(value).strip()
-    part = None
-    if ":" in text:
-        part, _, text = text.partition(":")
-        part, text = part.strip() or None, text.strip()
-    if text == "":
-        return part, None
-    n = to_int(text)
-    if n is None:
-        raise ValueError(f"'{value}' is not a routing group")
-    return part, n
+    return partition_id(value, "routing group", optional=True)
 
 
 def _flags_fixup(value, rt):
@@ -104,7 +90,7 @@ exports = Module(
         Param("probing_interval", int, 30), Param("probing_method", str, "OPTIONS"),
         Param("probing_from", str, "sip:prober@localhost"),
         Param("probing_reply_codes", str, None,
-              check=lambda v: _codes_check(v)),
+              check=check_reply_codes),
         Param("probing_socket", str, None),
         Param("use_domain", int, 1), Param("drg_user_col", str, "username"),
         Param("drg_domain_col", str, "domain"), Param("drg_grpid_col", str, "groupid"),
@@ -153,14 +139,6 @@ exports = Module(
         "dr_carrier_status": "mi_dr_carrier_status"},
     init="init",
 )
-
-
-def _codes_check(v):
-    try:
-        parse_reply_codes(v)
-    except ValueError as e:
-        return str(e)
-    return None
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -941,12 +919,7 @@ def dr_disable(ctx, partition=None):
 
 def mi_dr_reload(rt):
     """Load gateways, carriers, rules and groups again."""
-    from runtime.mi import OK, MIError
-    try:
-        rt.apis["drouting"].load()
-    except Exception as e:
-        raise MIError(500, f"Failed to reload: {e}")
-    return OK
+    return mi_reload(rt.apis["drouting"])
 
 
 def _gw_state(gw):

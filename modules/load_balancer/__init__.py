@@ -24,7 +24,8 @@ from runtime.module import (ALL, BRANCH, FAILURE, INT, LOCAL, ONREPLY, REQUEST, 
 from runtime.pv import parse_uri
 from runtime.values import to_int
 
-from modules.dispatcher.common import is_ip, resolve_dest, same_ip, sqlite_table
+from modules.dispatcher.common import check_reply_codes, is_ip, mi_reload, resolve_dest, same_ip, \
+    sqlite_table
 from modules.dispatcher.probe import ProbeUAC, parse_reply_codes, probe_ok, socket_of
 
 
@@ -51,7 +52,7 @@ exports = Module(
         Param("db_table", str, "load_balancer"),
         Param("probing_interval", int, 30), Param("probing_method", str, "OPTIONS"),
         Param("probing_from", str, "sip:prober@localhost"),
-        Param("probing_reply_codes", str, None, check=lambda v: _codes_check(v)),
+        Param("probing_reply_codes", str, None, check=check_reply_codes),
         Param("probing_verbose", int, 0), Param("probing_socket", str, None),
         Param("lb_define_blacklist", str, multi=True),
         Param("fetch_freeswitch_stats", int, 0), Param("initial_freeswitch_load", int, 1000),
@@ -93,14 +94,6 @@ exports = Module(
         "lb_resize": "mi_lb_resize"},
     init="init",
 )
-
-
-def _codes_check(v):
-    try:
-        parse_reply_codes(v)
-    except ValueError as e:
-        return str(e)
-    return None
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -472,12 +465,7 @@ def mi_lb_list(rt):
 
 def mi_lb_reload(rt):
     """Load the destinations again (the load of known ones is kept)."""
-    from runtime.mi import OK, MIError
-    try:
-        rt.apis["load_balancer"].load()
-    except Exception as e:
-        raise MIError(500, f"Failed to reload: {e}")
-    return OK
+    return mi_reload(rt.apis["load_balancer"])
 
 
 def _mi_dest(rt, destination_id):
