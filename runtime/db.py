@@ -31,7 +31,7 @@ from typing import Callable
 from urllib.parse import unquote
 
 __all__ = ["DBError", "DbUrl", "Connection", "SQLite", "SCHEMA", "parse_url", "check_url",
-           "register_driver", "connect", "close_all"]
+           "register_driver", "module_url", "connect", "close_all"]
 
 
 class DBError(Exception):
@@ -355,6 +355,15 @@ def check_url(text) -> str | None:
     except ValueError as e:
         return str(e)
     return None
+
+
+def module_url(rt, module: str) -> str:
+    """A module's `db_url` modparam, else the script's db_default_url (ValueError when there
+    is neither)."""
+    url = rt.modparams[module]["db_url"] or rt.config.get("db_default_url")
+    if not url:
+        raise ValueError(f"{module}: modparam 'db_url' is not set")
+    return url
 
 
 def connect(url: str, *, shared: bool = True) -> Connection:

@@ -9,6 +9,7 @@ a CDR ("cdr") when the dialog ends.
 import functools
 import time
 
+from runtime import db
 from runtime.module import (BRANCH, FAILURE, LOCAL, ONREPLY, REQUEST, STR, Arg, Func, Module,
                             Param)
 from runtime.pv import PVDef
@@ -68,18 +69,13 @@ def _check_extra(value):
     return None
 
 
-def _check_url(value):
-    from runtime.db import check_url
-    return check_url(value)
-
-
 exports = Module(
     name="acc",
     params=[
         Param("early_media", int, 0), Param("report_cancels", int, 0),
         Param("report_ack", int, 0), Param("detect_direction", int, 0),
         Param("log_level", int, 2), Param("log_facility", str, "LOG_DAEMON"),
-        Param("db_url", str, None, check=_check_url), Param("db_table_acc", str, "acc"),
+        Param("db_url", str, None, check=db.check_url), Param("db_table_acc", str, "acc"),
         Param("db_table_missed_calls", str, "missed_calls"),
         Param("log_extra", str, ""), Param("db_extra", str, ""),
         Param("extra_fields", str, multi=True, check=_check_extra),
@@ -158,7 +154,6 @@ def child_init(rt):
 
 
 def _open_db(rt, url):
-    from runtime import db
     conn = db.connect(url)
     p = rt.modparams["acc"]
     conn.ensure_table(p["db_table_acc"], "acc")

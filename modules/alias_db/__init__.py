@@ -1,4 +1,5 @@
 """alias_db: aliases from the `dbaliases` table (alias -> canonical user, or back with 'r')."""
+from runtime import db
 from runtime.context import Branch
 from runtime.module import (BRANCH, FAILURE, LOCAL, ONREPLY, REQUEST, STARTUP, STR, VAR, Arg,
                             Func, Module, Param)
@@ -16,7 +17,7 @@ def _fix_flags(value, rt):
 exports = Module(
     name="alias_db",
     params=[
-        Param("db_url", str, None, check=lambda v: _check_url(v)),
+        Param("db_url", str, None, check=db.check_url),
         Param("user_column", str, "username"), Param("domain_column", str, "domain"),
         Param("alias_user_column", str, "alias_username"),
         Param("alias_domain_column", str, "alias_domain"),
@@ -37,24 +38,16 @@ exports = Module(
 )
 
 
-def _check_url(value):
-    from runtime.db import check_url
-    return check_url(value)
-
-
 _state: dict = {}
 
 
 def init(rt):
     p = rt.modparams["alias_db"]
-    url = p["db_url"] or rt.config.get("db_default_url")
-    if not url:
-        raise ValueError("alias_db: modparam 'db_url' is not set")
+    url = db.module_url(rt, "alias_db")
     _state.update(rt=rt, params=p, url=url)
 
 
 def child_init(rt):
-    from runtime import db
     _state["db"] = db.connect(_state["url"])
 
 

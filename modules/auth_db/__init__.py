@@ -1,5 +1,6 @@
 """auth_db: digest authentication against the `subscriber` table, and the URI checks that
 need the database (with the names the 1.x/2.x `uri`/`uri_db` modules gave them)."""
+from runtime import db
 from runtime.module import FAILURE, INT, LOCAL, REQUEST, STR, VAR, Arg, Func, Module, Param
 from runtime.pv import credentials, parse_uri, set_avp
 from runtime.sip.headers import SIPError
@@ -7,7 +8,7 @@ from runtime.sip.headers import SIPError
 exports = Module(
     name="auth_db",
     params=[
-        Param("db_url", str, None, check=lambda v: _check_url(v)),
+        Param("db_url", str, None, check=db.check_url),
         Param("user_column", str, "username"), Param("domain_column", str, "domain"),
         Param("password_column", str, "ha1"), Param("password_column_2", str, "ha1b"),
         Param("hash_column_sha256", str, "ha1_sha256"),
@@ -55,11 +56,6 @@ exports = Module(
 )
 
 
-def _check_url(value):
-    from runtime.db import check_url
-    return check_url(value)
-
-
 _state: dict = {"db": None}
 
 
@@ -83,15 +79,12 @@ def _load_spec(text):
 
 def init(rt):
     p = rt.modparams["auth_db"]
-    url = p["db_url"] or rt.config.get("db_default_url")
-    if not url:
-        raise ValueError("auth_db: modparam 'db_url' is not set")
+    url = db.module_url(rt, "auth_db")
     _state.update(rt=rt, params=p, url=url, load=_load_spec(p["load_credentials"]),
                   api=rt.apis["auth"])
 
 
 def child_init(rt):
-    from runtime import db
     _state["db"] = db.connect(_state["url"])
 
 

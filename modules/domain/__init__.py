@@ -1,4 +1,5 @@
 """domain: which domains this proxy serves, from the `domain` table (multi-domain setups)."""
+from runtime import db
 from runtime.module import ALL, STR, VAR, Arg, Func, Module, Param
 from runtime.pv import parse_uri
 from runtime.sip.headers import SIPError
@@ -6,7 +7,7 @@ from runtime.sip.headers import SIPError
 exports = Module(
     name="domain",
     params=[
-        Param("db_url", str, None, check=lambda v: _check_url(v)),
+        Param("db_url", str, None, check=db.check_url),
         Param("db_mode", int, 0), Param("domain_table", str, "domain"),
         Param("domain_col", str, "domain"), Param("attrs_col", str, "attrs"),
         Param("subdomain_col", str, "accept_subdomain"),
@@ -23,24 +24,16 @@ exports = Module(
 )
 
 
-def _check_url(value):
-    from runtime.db import check_url
-    return check_url(value)
-
-
 _state: dict = {}
 
 
 def init(rt):
     p = rt.modparams["domain"]
-    url = p["db_url"] or rt.config.get("db_default_url")
-    if not url:
-        raise ValueError("domain: modparam 'db_url' is not set")
+    url = db.module_url(rt, "domain")
     _state.update(rt=rt, params=p, url=url, cache=None)
 
 
 def child_init(rt):
-    from runtime import db
     _state["db"] = db.connect(_state["url"])
     if _state["params"]["db_mode"]:
         _state["cache"] = _load()

@@ -16,6 +16,7 @@ gateway, so that t_relay() sends the one new branch."""
 import random
 import re
 
+from runtime import db
 from runtime.module import (FAILURE, ONREPLY, REQUEST, STR, Arg, Func, Module, Param)
 from runtime.context import Branch
 from runtime.pv import parse_uri, set_avp
@@ -140,9 +141,7 @@ def _pv(spec):
 
 def init(rt):
     p = rt.modparams["lcr"]
-    url = p["db_url"] or rt.config.get("db_default_url")
-    if not url:
-        raise ValueError("lcr: modparam 'db_url' is not set")
+    url = db.module_url(rt, "lcr")
     avps = {k: _pv(p[k]) for k in ("gw_uri_avp", "ruri_user_avp", "contact_avp", "rpid_avp",
                                    "flags_avp", "fr_inv_timer_avp")}
     if avps["gw_uri_avp"] is None or avps["ruri_user_avp"] is None:
@@ -151,14 +150,12 @@ def init(rt):
 
 
 def child_init(rt):
-    from runtime import db
     _state["db"] = db.connect(_state["url"])
     _ensure_tables(_state["db"], _state["p"])
     reload()
 
 
 def _ensure_tables(conn, p):
-    from runtime import db
     if isinstance(conn, db.SQLite):
         conn.raw_query(f"CREATE TABLE IF NOT EXISTS {conn.q(p['gw_table'])} ({_GW_SQL})")
         conn.raw_query(f"CREATE TABLE IF NOT EXISTS {conn.q(p['lcr_table'])} ({_LCR_SQL})")

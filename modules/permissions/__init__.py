@@ -6,17 +6,13 @@ import ipaddress
 import os
 import re
 
+from runtime import db
 from runtime.module import (BRANCH, EVENT, FAILURE, INT, LOCAL, REQUEST, STARTUP, STATIC, STR,
                             TIMER, VAR, Arg, Func, Module, Param)
 from runtime.pv import PVS, PVError, bind, parse_pv_text, parse_uri
 from runtime.sip.headers import SIPError
 
 ADDR_ROUTES = REQUEST | FAILURE | LOCAL | BRANCH | STARTUP | TIMER | EVENT
-
-
-def _check_url(value):
-    from runtime.db import check_url
-    return check_url(value)
 
 
 def _rules(basename, rt):
@@ -28,7 +24,7 @@ def _rules(basename, rt):
 exports = Module(
     name="permissions",
     params=[
-        Param("db_url", str, None, check=_check_url),
+        Param("db_url", str, None, check=db.check_url),
         Param("address_table", str, "address"), Param("partition", str, multi=True),
         Param("grp_col", str, "grp"), Param("ip_col", str, "ip"), Param("mask_col", str, "mask"),
         Param("port_col", str, "port"), Param("proto_col", str, "proto"),
@@ -149,7 +145,6 @@ class Entry:
 
 
 def _load(url, table):
-    from runtime import db
     p = _state["params"]
     conn = db.connect(url)
     cols = [p[k] for k in ("grp_col", "ip_col", "mask_col", "port_col", "proto_col",
@@ -214,7 +209,6 @@ def get_source_group(ctx, var, partition=None):
 
 def _load_trusted():
     """[(src_ip, proto, from regex or None, tag)] from the trusted table; None on error."""
-    from runtime import db
     from runtime.db import DBError
     p = _state["params"]
     cols = [p["source_col"], p["proto_col"], p["from_col"], p["tag_col"]]

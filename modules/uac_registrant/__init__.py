@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import time
 
+from runtime import db
 from runtime.forward import next_hop
 from runtime.module import Module, Param
 from runtime.pv import parse_uri
@@ -97,9 +98,7 @@ _state: dict = {"records": [], "buckets": [], "next_bucket": 0}
 
 def init(rt):
     p = rt.modparams["uac_registrant"]
-    url = p["db_url"] or rt.config.get("db_default_url")
-    if not url:
-        raise ValueError("uac_registrant: modparam 'db_url' is not set")
+    url = db.module_url(rt, "uac_registrant")
     nbuckets = 1 << max(0, p["hash_size"])
     if p["timer_interval"] < nbuckets:
         raise ValueError(f"uac_registrant: timer_interval ({p['timer_interval']}) is lower "
@@ -109,7 +108,6 @@ def init(rt):
 
 
 def child_init(rt):
-    from runtime import db
     conn = db.connect(_state["url"])
     if isinstance(conn, db.SQLite):
         conn.raw_query(f"CREATE TABLE IF NOT EXISTS {conn.q(_state['p']['table_name'])} "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import weakref
 
+from runtime import db
 from runtime.module import Module, Param
 
 # XCAP document types (the doc_type column)
@@ -40,9 +41,7 @@ _CONNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def init(rt):
     p = rt.modparams["xcap"]
-    url = p["db_url"] or rt.config.get("db_default_url")
-    if not url:
-        raise ValueError("xcap: modparam 'db_url' is not set")
+    url = db.module_url(rt, "xcap")
     _CONNS[rt] = open_table(url, p["xcap_table"])
 
 
@@ -58,7 +57,6 @@ TABLE_SQL = """
 def open_table(url, table):
     """A connection to the database of an xcap table (created in an embedded SQLite file
     when missing; server databases are provisioned by their administrators)."""
-    from runtime import db
     conn = db.connect(url)
     if isinstance(conn, db.SQLite) and not conn.raw_query(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)):
