@@ -23,6 +23,7 @@ Calls block (as OpenSIPS workers block on their DB); each is one short statement
 """
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sqlite3
@@ -31,7 +32,7 @@ from typing import Callable
 from urllib.parse import unquote
 
 __all__ = ["DBError", "DbUrl", "Connection", "SQLite", "SCHEMA", "parse_url", "check_url",
-           "register_driver", "module_url", "connect", "close_all"]
+           "dbapi_connect", "register_driver", "module_url", "connect", "close_all"]
 
 
 class DBError(Exception):
@@ -339,6 +340,24 @@ _OPEN: dict[str, Connection] = {}
 _HINTS = {"mysql": "loadmodule \"db_mysql.so\" and pip install PyMySQL",
           "postgres": "loadmodule \"db_postgres.so\" and pip install psycopg[binary]",
           "postgresql": "loadmodule \"db_postgres.so\" and pip install psycopg[binary]"}
+
+
+def dbapi_connect(url: DbUrl, drivers: tuple, missing: str, **kwargs):
+    """`connect(**kwargs)` of the first of the DB-API modules `drivers` that is installed
+    (what a db_* module's Connection opens); DBError `missing` when none is, or with the
+    driver's error."""
+    for name in drivers:
+        try:
+            driver = importlib.import_module(name)
+            break
+        except ImportError:
+            continue
+    else:
+        raise DBError(f"{url}: {missing}")
+    try:
+        return driver.connect(**kwargs)
+    except Exception as e:
+        raise DBError(f"{url}: {e}") from e
 
 
 def register_driver(scheme: str, factory: Callable[[DbUrl], Connection]) -> None:

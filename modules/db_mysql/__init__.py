@@ -19,20 +19,11 @@ class MySQL(db.Connection):
 
     def __init__(self, url: db.DbUrl):
         super().__init__(url)
-        try:
-            import pymysql as driver
-        except ImportError:
-            try:
-                import MySQLdb as driver
-            except ImportError:
-                raise db.DBError(f"{url}: no MySQL driver installed (pip install PyMySQL)")
-        try:
-            self.conn = driver.connect(host=url.host or "localhost", port=url.port or 3306,
-                                       user=url.user or "", password=url.password or "",
-                                       database=url.database, connect_timeout=5,
-                                       autocommit=False, charset="utf8mb4")
-        except Exception as e:
-            raise db.DBError(f"{url}: {e}") from e
+        self.conn = db.dbapi_connect(
+            url, ("pymysql", "MySQLdb"), "no MySQL driver installed (pip install PyMySQL)",
+            host=url.host or "localhost", port=url.port or 3306, user=url.user or "",
+            password=url.password or "", database=url.database, connect_timeout=5,
+            autocommit=False, charset="utf8mb4")
 
 
 db.register_driver("mysql", MySQL)

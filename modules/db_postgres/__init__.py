@@ -17,20 +17,11 @@ class Postgres(db.Connection):
 
     def __init__(self, url: db.DbUrl):
         super().__init__(url)
-        try:
-            import psycopg as driver
-        except ImportError:
-            try:
-                import psycopg2 as driver
-            except ImportError:
-                raise db.DBError(f"{url}: no PostgreSQL driver installed "
-                                 f"(pip install psycopg[binary])")
-        try:
-            self.conn = driver.connect(host=url.host or "localhost", port=url.port or 5432,
-                                       user=url.user or "", password=url.password or "",
-                                       dbname=url.database, connect_timeout=5)
-        except Exception as e:
-            raise db.DBError(f"{url}: {e}") from e
+        self.conn = db.dbapi_connect(
+            url, ("psycopg", "psycopg2"),
+            "no PostgreSQL driver installed (pip install psycopg[binary])",
+            host=url.host or "localhost", port=url.port or 5432, user=url.user or "",
+            password=url.password or "", dbname=url.database, connect_timeout=5)
 
 
 for _scheme in ("postgres", "postgresql"):
