@@ -58,6 +58,28 @@ def compile_regex(pattern: str, icase: bool = True, newline: bool = False) -> re
     return re.compile(ere_to_python(pattern), flags)
 
 
+def parse_subst(text: str):
+    """A sed-like `/re/repl/flags` (any delimiter, OpenSIPS's subst_parser): (compiled
+    regex, Python replacement, all?). Flags: i (ignore case), s (^ and $ only at the ends
+    of the text), g (every match). ValueError when it is not one."""
+    text = str(text)
+    if len(text) < 4:
+        raise ValueError(f"bad substitution '{text}'")
+    d = text[0]
+    parts = re.split(r"(?<!\\)" + re.escape(d), text[1:])
+    if len(parts) != 3:
+        raise ValueError(f"bad substitution '{text}' (expected {d}re{d}repl{d}flags)")
+    pattern, repl, flags = parts
+    pattern = pattern.replace("\\" + d, d)
+    flags_i = re.I if "i" in flags else 0
+    try:
+        rx = re.compile(ere_to_python(pattern), flags_i | (0 if "s" in flags else re.M))
+    except re.error as e:
+        raise ValueError(f"bad regex in '{text}': {e}")
+    py_repl = re.sub(r"\\(\d)", r"\\g<\1>", repl.replace("\\" + d, d))
+    return rx, py_repl, "g" in flags
+
+
 # --- comparisons ---------------------------------------------------------------------------
 
 def _str_of(v):

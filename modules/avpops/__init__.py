@@ -10,7 +10,7 @@ import re
 from runtime.context import Branch
 from runtime.module import ALL, STR, STR_NO_EXPAND, Arg, Func, Module, Param
 from runtime.pv import PVS, PVError, bind, parse_pv_text, parse_uri, set_avp
-from runtime.values import to_str
+from runtime.values import parse_subst, to_str
 
 _SPEC = re.compile(r"^(\$[A-Za-z_][\w.]*(?:\((?:[^()]|\([^()]*\))*\))?(?:\[[^\]]*\])?)(?:/(.*))?$")
 _URI_PVS = {"ru", "ruri", "fu", "from", "tu", "to", "ou", "ouri", "du", "duri", "ct"}
@@ -104,19 +104,9 @@ def _fix_op(ops):
 
 
 def _fix_subst(text, rt):
-    t = str(text)
-    if len(t) < 4:
-        raise ValueError(f"bad substitution '{t}'")
-    sep = t[0]
-    parts = re.split(r"(?<!\\)" + re.escape(sep), t[1:])
-    if len(parts) != 3:
-        raise ValueError(f"bad substitution '{t}' (want /regex/replacement/flags)")
-    rx, repl, flags = parts
-    try:
-        compiled = re.compile(rx, re.I if "i" in flags else 0)
-    except re.error as e:
-        raise ValueError(f"bad regular expression in '{t}': {e}") from None
-    return compiled, re.sub(r"\\(\d)", r"\\g<\1>", repl), 0 if "g" in flags else 1
+    """(regex, replacement, how many to replace: 0 for all)."""
+    rx, repl, every = parse_subst(text)
+    return rx, repl, 0 if every else 1
 
 
 CHECK_OPS = ("eq", "ne", "lt", "le", "gt", "ge", "re", "fm", "and", "or", "xor")

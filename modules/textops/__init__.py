@@ -1,34 +1,17 @@
 """textops: regex search and replace over the message; also the 1.x names that moved to
 sipmsgops (is_method, append_hf, ...), so old scripts run unchanged."""
-import re
 import time
 
 from modules import sipmsgops as ops
 from runtime.module import REGEX, STR, STR_NO_EXPAND, Arg, Func, Module
 from runtime.pv import parse_uri
-from runtime.values import ere_to_python
+from runtime.values import parse_subst
 
 SIP_ROUTES = ops.SIP_ROUTES
 
 
 def _subst(value, rt):
-    """`/re/repl/flags` (any delimiter): (compiled regex, Python replacement, all?)."""
-    text = str(value)
-    if len(text) < 4:
-        raise ValueError(f"bad substitution '{text}'")
-    d = text[0]
-    parts = re.split(r"(?<!\\)" + re.escape(d), text[1:])
-    if len(parts) != 3:
-        raise ValueError(f"bad substitution '{text}' (expected {d}re{d}repl{d}flags)")
-    pattern, repl, flags = parts
-    pattern = pattern.replace("\\" + d, d)
-    flags_i = re.I if "i" in flags else 0
-    try:
-        rx = re.compile(ere_to_python(pattern), flags_i | (0 if "s" in flags else re.M))
-    except re.error as e:
-        raise ValueError(f"bad regex in '{text}': {e}")
-    py_repl = re.sub(r"\\(\d)", r"\\g<\1>", repl.replace("\\" + d, d))
-    return rx, py_repl, "g" in flags
+    return parse_subst(value)
 
 
 _legacy = [f for f in ops.exports.functions if f.name in (
