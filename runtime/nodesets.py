@@ -82,6 +82,23 @@ def parse_sets(values, default_set=DEFAULT_SET, node=Node) -> dict[int, list[Nod
     return sets
 
 
+def check_socks(value):
+    """A modparam check of one socket modparam value: its error, None when it parses."""
+    try:
+        parse_sets([value])
+    except ValueError as e:             # ConfigError too
+        return str(e)
+    return None
+
+
+def set_id_fixup(value, rt):
+    """The fixup of a set id argument."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"invalid set id '{value}'") from None
+
+
 class Control:
     """The nodes of every set, and the exchange with them."""
 

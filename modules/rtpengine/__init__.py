@@ -9,20 +9,12 @@ answer are disabled for `rtpengine_disable_tout` seconds, as OpenSIPS does.
 from __future__ import annotations
 
 from runtime.module import FAILURE, INT, STR, VAR, Arg, Func, Module, Param
-from runtime.nodesets import DEFAULT_SET, ConfigError, Control, parse_sets
+from runtime.nodesets import DEFAULT_SET, Control, check_socks, parse_sets, set_id_fixup
 from runtime.pv import PVS, PVDef, PVError, bind, parse_pv_text
 from runtime.sip.headers import SIPError
 
 from . import bencode, ng
 from .sdpbody import replace_sdp, sdp_of
-
-
-def _check_socks(value):
-    try:
-        parse_sets([value])
-    except (ConfigError, ValueError) as e:
-        return str(e)
-    return None
 
 
 def _check_avp(value):
@@ -40,17 +32,10 @@ def _check_pv(value):
     return None
 
 
-def _set_id(value, rt):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"invalid set id '{value}'") from None
-
-
 exports = Module(
     name="rtpengine",
     params=[
-        Param("rtpengine_sock", str, None, multi=True, check=_check_socks),
+        Param("rtpengine_sock", str, None, multi=True, check=check_socks),
         Param("rtpengine_disable_tout", int, 60),
         Param("rtpengine_tout", int, 1),
         Param("rtpengine_tout_ms", int, None),          # Kamailio's name, in ms
@@ -67,9 +52,9 @@ exports = Module(
         Param("read_sdp_pv", str, None), Param("write_sdp_pv", str, None),
     ],
     functions=[
-        Func("rtpengine_use_set", "rtpengine_use_set", [Arg(INT, fixup=_set_id, name="setid")]),
+        Func("rtpengine_use_set", "rtpengine_use_set", [Arg(INT, fixup=set_id_fixup, name="setid")]),
         Func("set_rtpengine_set", "rtpengine_use_set",
-             [Arg(INT, fixup=_set_id), Arg(INT, optional=True)]),          # Kamailio
+             [Arg(INT, fixup=set_id_fixup), Arg(INT, optional=True)]),          # Kamailio
         Func("rtpengine_offer", "rtpengine_offer",
              [Arg(STR, optional=True, name="flags"), Arg(VAR, optional=True),
               Arg(VAR, optional=True), Arg(STR, optional=True)]),

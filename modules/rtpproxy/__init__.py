@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from runtime.module import (BRANCH, FAILURE, INT, LOCAL, ONREPLY, REQUEST, STR, VAR, Arg, Func,
                             Module, Param)
-from runtime.nodesets import DEFAULT_SET, ConfigError, Control
+from runtime.nodesets import DEFAULT_SET, Control, check_socks, set_id_fixup
 from runtime.sip.headers import SIPError
 
 from . import sdp
@@ -23,14 +23,6 @@ REQ_CPROTOVER = "20050322"
 OPTIONAL_CAPS = (sdp.CAP_REPACK, sdp.CAP_CODECS, sdp.CAP_TTL, "20081102", "20150617")
 
 
-def _check_socks(value):
-    try:
-        parse_sets([value])
-    except (ConfigError, ValueError) as e:
-        return str(e)
-    return None
-
-
 def _check_timeout(value):
     try:
         float(value)
@@ -39,24 +31,17 @@ def _check_timeout(value):
     return None
 
 
-def _set_id(value, rt):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"invalid set id '{value}'") from None
-
-
 def _oa(name, impl, routes=ROUTES):
     return Func(name, impl, [Arg(STR, optional=True, name="flags"),
                              Arg(STR, optional=True, name="ip_address"),
-                             Arg(INT, optional=True, fixup=_set_id, name="set_id"),
+                             Arg(INT, optional=True, fixup=set_id_fixup, name="set_id"),
                              Arg(VAR, optional=True), Arg(VAR, optional=True)], routes)
 
 
 exports = Module(
     name="rtpproxy",
     params=[
-        Param("rtpproxy_sock", str, None, multi=True, check=_check_socks),
+        Param("rtpproxy_sock", str, None, multi=True, check=check_socks),
         Param("rtpproxy_disable_tout", int, 60),
         Param("rtpproxy_retr", int, 5),
         Param("rtpproxy_tout", (int, str), None),
@@ -86,35 +71,35 @@ exports = Module(
         Func("force_rtp_proxy", "force_rtp_proxy",
              [Arg(STR, optional=True), Arg(STR, optional=True)], ROUTES),
         Func("rtpproxy_unforce", "rtpproxy_unforce",
-             [Arg(INT, optional=True, fixup=_set_id), Arg(VAR, optional=True)], ROUTES),
+             [Arg(INT, optional=True, fixup=set_id_fixup), Arg(VAR, optional=True)], ROUTES),
         Func("unforce_rtp_proxy", "rtpproxy_unforce",
-             [Arg(INT, optional=True, fixup=_set_id), Arg(VAR, optional=True)], ROUTES),
+             [Arg(INT, optional=True, fixup=set_id_fixup), Arg(VAR, optional=True)], ROUTES),
         Func("rtpproxy_destroy", "rtpproxy_destroy",                       # Kamailio
              [Arg(STR, optional=True), Arg(VAR, optional=True)], ROUTES),
         Func("rtpproxy_manage", "rtpproxy_manage",                         # Kamailio
              [Arg(STR, optional=True), Arg(STR, optional=True)], ROUTES),
-        Func("set_rtp_proxy_set", "set_rtp_proxy_set", [Arg(INT, fixup=_set_id)], ROUTES),
+        Func("set_rtp_proxy_set", "set_rtp_proxy_set", [Arg(INT, fixup=set_id_fixup)], ROUTES),
         Func("rtpproxy_stream2uac", "rtpproxy_stream2uac",
-             [Arg(STR), Arg(INT), Arg(INT, optional=True, fixup=_set_id),
+             [Arg(STR), Arg(INT), Arg(INT, optional=True, fixup=set_id_fixup),
               Arg(VAR, optional=True)], REQUEST | ONREPLY),
         Func("rtpproxy_stream2uas", "rtpproxy_stream2uas",
-             [Arg(STR), Arg(INT), Arg(INT, optional=True, fixup=_set_id),
+             [Arg(STR), Arg(INT), Arg(INT, optional=True, fixup=set_id_fixup),
               Arg(VAR, optional=True)], REQUEST | ONREPLY),
         Func("rtpproxy_stop_stream2uac", "rtpproxy_stop_stream2uac",
-             [Arg(INT, optional=True, fixup=_set_id), Arg(VAR, optional=True)],
+             [Arg(INT, optional=True, fixup=set_id_fixup), Arg(VAR, optional=True)],
              REQUEST | ONREPLY),
         Func("rtpproxy_stop_stream2uas", "rtpproxy_stop_stream2uas",
-             [Arg(INT, optional=True, fixup=_set_id), Arg(VAR, optional=True)],
+             [Arg(INT, optional=True, fixup=set_id_fixup), Arg(VAR, optional=True)],
              REQUEST | ONREPLY),
         Func("rtpproxy_start_recording", "rtpproxy_start_recording",
-             [Arg(INT, optional=True, fixup=_set_id), Arg(VAR, optional=True),
+             [Arg(INT, optional=True, fixup=set_id_fixup), Arg(VAR, optional=True),
               Arg(STR, optional=True), Arg(STR, optional=True), Arg(INT, optional=True)],
              REQUEST | ONREPLY | BRANCH | FAILURE),
         Func("start_recording", "rtpproxy_start_recording",
-             [Arg(INT, optional=True, fixup=_set_id), Arg(VAR, optional=True)],
+             [Arg(INT, optional=True, fixup=set_id_fixup), Arg(VAR, optional=True)],
              REQUEST | ONREPLY | BRANCH | FAILURE),
         Func("rtpproxy_stats", "rtpproxy_stats",
-             [Arg(VAR), Arg(VAR), Arg(VAR), Arg(VAR), Arg(INT, optional=True, fixup=_set_id),
+             [Arg(VAR), Arg(VAR), Arg(VAR), Arg(VAR), Arg(INT, optional=True, fixup=set_id_fixup),
               Arg(VAR, optional=True)], ROUTES),
     ],
     init="init",
