@@ -460,16 +460,20 @@ def drop_accounting(ctx, types=None, kinds=None):
     return 1
 
 
-def acc_log_request(ctx, comment):
-    """Write a record for the request now: "ACC: request accounted: ..."."""
+def _account_request(ctx, comment, kind, table):
     req = _request_ctx(ctx)
     code, reason = R.parse_comment(comment)
     try:
         fields = R.core_fields(req.msg, req.msg.to.tag, code, reason, _upstream(req))
     except SIPError:
         return -1
-    _write("log", R.REQUEST, fields, req, None)
+    _write(kind, R.REQUEST, fields, req, table)
     return 1
+
+
+def acc_log_request(ctx, comment):
+    """Write a record for the request now: "ACC: request accounted: ..."."""
+    return _account_request(ctx, comment, "log", None)
 
 
 def acc_db_request(ctx, comment, table):
@@ -478,11 +482,4 @@ def acc_db_request(ctx, comment, table):
     if s.db is None:
         s.rt.log.error("acc_db_request(): modparam 'db_url' is not set", "acc")
         return -1
-    req = _request_ctx(ctx)
-    code, reason = R.parse_comment(comment)
-    try:
-        fields = R.core_fields(req.msg, req.msg.to.tag, code, reason, _upstream(req))
-    except SIPError:
-        return -1
-    _write("db", R.REQUEST, fields, req, table)
-    return 1
+    return _account_request(ctx, comment, "db", table)
