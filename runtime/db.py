@@ -275,9 +275,15 @@ class Connection:
             return None
         return int(rows[0]["table_version"]) if rows else None
 
+    def create_table(self, table: str, columns: str, version: int) -> None:
+        """Create `table` (an OpenSIPS schema: `columns`, `version` in the version table)
+        when it is missing. Server databases are provisioned by their administrators:
+        nothing to do (an embedded SQLite file does it)."""
+
     def ensure_table(self, table: str, like: str) -> None:
-        """Make sure `table` exists with the schema of `like` (server databases are
-        provisioned by their administrators: nothing to do)."""
+        """Make sure `table` exists with the schema of `like` (one of SCHEMA)."""
+        version, columns = SCHEMA[like]
+        self.create_table(table, columns, version)
 
     def close(self):
         if self.conn is not None:
@@ -324,8 +330,7 @@ class SQLite(Connection):
             self.conn.execute("INSERT OR REPLACE INTO version (table_name, table_version) "
                               "VALUES (?, ?)", (table, version))
 
-    def ensure_table(self, table: str, like: str) -> None:
-        version, columns = SCHEMA[like]
+    def create_table(self, table: str, columns: str, version: int) -> None:
         try:
             self._create(table, columns, version)
             self.conn.commit()

@@ -26,7 +26,7 @@ from runtime.pv import PVS, Format, bind, parse_pv_text
 from runtime.values import to_int, to_str
 
 from modules.dispatcher.common import PVRef, check_partition, check_pv, mi_reload, \
-    parse_partition, partition_id, sqlite_table
+    parse_partition, partition_id
 
 _ROUTES = REQUEST | FAILURE | LOCAL | BRANCH | STARTUP | TIMER | EVENT | ONREPLY
 
@@ -198,7 +198,7 @@ class State:
                 part.rules = rules
                 continue
             conn = db.connect(part.db_url)
-            sqlite_table(conn, part.table, _SCHEMA, 5)
+            conn.create_table(part.table, _SCHEMA, 5)
             for row in conn.query(part.table):
                 try:
                     r = self._rule(row, p, TimeRec)

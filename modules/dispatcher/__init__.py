@@ -22,8 +22,7 @@ from runtime.sip.headers import SIPError
 from runtime.values import to_int
 
 from .common import (PVRef, check_partition, check_pv, check_reply_codes, is_ip, mi_reload,
-                     parse_partition, partition_id, resolve_dest, same_ip, split_host_port,
-                     sqlite_table)
+                     parse_partition, partition_id, resolve_dest, same_ip, split_host_port)
 from .probe import ProbeUAC, parse_reply_codes, probe_ok, socket_of
 
 INACTIVE, PROBING = 1, 2
@@ -333,7 +332,7 @@ class State:
 
     def _load_db(self, part, sets):
         conn = part.conn = db.connect(part.db_url)
-        sqlite_table(conn, part.table, _SCHEMA, 9)
+        conn.create_table(part.table, _SCHEMA, 9)
         c = self.cols
         for row in conn.query(part.table):
             uri = str(row.get(c["destination"]) or "").strip()

@@ -1,11 +1,10 @@
 """Helpers the routing modules share (dispatcher, load_balancer, drouting, dialplan):
-PV holders named by modparams, OpenSIPS partition strings, SQLite tables of the OpenSIPS
-schema, destination addresses, probing reply codes, the MI reload."""
+PV holders named by modparams, OpenSIPS partition strings, destination addresses, probing
+reply codes, the MI reload."""
 from __future__ import annotations
 
 import re
 
-from runtime import db
 from runtime.forward import next_hop
 from runtime.pv import PVS, bind, parse_pv_text
 from runtime.values import to_int
@@ -168,20 +167,6 @@ def mi_reload(state, partition=None):
     except Exception as e:
         raise MIError(500, f"Failed to reload: {e}")
     return OK
-
-
-def sqlite_table(conn, table, columns, version):
-    """Create `table` (OpenSIPS schema `columns`) in an embedded SQLite database when it
-    is missing; server databases are provisioned by their administrators."""
-    if not isinstance(conn, db.SQLite):
-        return
-    exists = conn.raw_query("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
-                            (table,))
-    if exists:
-        return
-    conn.raw_query(f"CREATE TABLE {conn.q(table)} ({columns})")
-    conn.raw_query("INSERT OR REPLACE INTO version (table_name, table_version) VALUES (?, ?)",
-                   (table, version))
 
 
 def resolve_dest(uri):

@@ -27,7 +27,7 @@ from runtime.sip.headers import SIPError
 from runtime.values import to_int
 
 from modules.dispatcher.common import PVRef, check_pv, check_reply_codes, is_ip, mi_reload, \
-    partition_id, same_ip, split_host_port, sqlite_table
+    partition_id, same_ip, split_host_port
 from modules.dispatcher.probe import ProbeUAC, parse_reply_codes, probe_ok, socket_of
 
 from .timerec import TimeRec
@@ -247,7 +247,7 @@ class State:
         conn, log = part.conn, self.rt.log
         for table, cols, version in ((part.drd, _GW_SCHEMA, 6), (part.drr, _RULE_SCHEMA, 4),
                                      (part.drc, _CR_SCHEMA, 3), (part.drg, _GRP_SCHEMA, 2)):
-            sqlite_table(conn, table, cols, version)
+            conn.create_table(table, cols, version)
         data = Data()
         for row in conn.query(part.drd):
             gw = self._gateway(row)

@@ -24,8 +24,7 @@ from runtime.module import (ALL, BRANCH, FAILURE, INT, LOCAL, ONREPLY, REQUEST, 
 from runtime.pv import parse_uri
 from runtime.values import to_int
 
-from modules.dispatcher.common import check_reply_codes, is_ip, mi_reload, resolve_dest, same_ip, \
-    sqlite_table
+from modules.dispatcher.common import check_reply_codes, is_ip, mi_reload, resolve_dest, same_ip
 from modules.dispatcher.probe import ProbeUAC, parse_reply_codes, probe_ok, socket_of
 
 
@@ -164,7 +163,7 @@ class State:
             return
         old = {d.id: d for d in self.dests}
         self.conn = conn = db.connect(url)
-        sqlite_table(conn, p["db_table"], _SCHEMA, 3)
+        conn.create_table(p["db_table"], _SCHEMA, 3)
         dests = []
         for row in conn.query(p["db_table"]):
             d = Dest()

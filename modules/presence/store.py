@@ -55,18 +55,9 @@ TABLES = {
 def ensure_tables(conn, names: dict) -> None:
     """Create the tables (as `name -> schema name`) in an embedded SQLite database when
     they are missing; server databases are provisioned by their administrators."""
-    from runtime import db
-    if not isinstance(conn, db.SQLite):
-        return
     for table, like in names.items():
         version, columns = TABLES[like]
-        exists = conn.raw_query("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
-                                (table,))
-        if exists:
-            continue
-        conn.raw_query(f"CREATE TABLE IF NOT EXISTS {conn.q(table)} ({columns})")
-        conn.raw_query("INSERT OR REPLACE INTO version (table_name, table_version) "
-                       "VALUES (?, ?)", (table, version))
+        conn.create_table(table, columns, version)
 
 
 def text(value) -> str:

@@ -161,12 +161,7 @@ class _XcapDocs:
             return None
         from runtime import db
         conn = db.connect(url)
-        table = self.p["xcap_table"]
-        if isinstance(conn, db.SQLite) and not conn.raw_query(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)):
-            conn.raw_query(f"CREATE TABLE IF NOT EXISTS {conn.q(table)} ({_XCAP_SQL})")
-            conn.raw_query("INSERT OR REPLACE INTO version (table_name, table_version) "
-                           "VALUES (?, 4)", (table,))
+        conn.create_table(self.p["xcap_table"], _XCAP_SQL, 4)
         _CONNS[self.rt] = conn
         return conn
 

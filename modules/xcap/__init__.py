@@ -58,11 +58,7 @@ def open_table(url, table):
     """A connection to the database of an xcap table (created in an embedded SQLite file
     when missing; server databases are provisioned by their administrators)."""
     conn = db.connect(url)
-    if isinstance(conn, db.SQLite) and not conn.raw_query(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)):
-        conn.raw_query(f"CREATE TABLE IF NOT EXISTS {conn.q(table)} ({TABLE_SQL})")
-        conn.raw_query("INSERT OR REPLACE INTO version (table_name, table_version) "
-                       "VALUES (?, ?)", (table, TABLE_VERSION))
+    conn.create_table(table, TABLE_SQL, TABLE_VERSION)
     return conn
 
 

@@ -76,9 +76,8 @@ class Lab:
     def table(self, schema_of, table, rows):
         conn = db.connect(f"sqlite://{self.db}", shared=False)
         try:
-            from modules.dispatcher.common import sqlite_table
             cols, version = schema_of
-            sqlite_table(conn, table, cols, version)
+            conn.create_table(table, cols, version)
             for row in rows:
                 conn.insert(table, row)
         finally:

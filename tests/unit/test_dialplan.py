@@ -56,8 +56,7 @@ def dbpath(tmp_path):
     path = tmp_path / "dp.db"
     conn = db.connect(f"sqlite://{path}", shared=False)
     from modules.dialplan import _SCHEMA
-    from modules.dispatcher.common import sqlite_table
-    sqlite_table(conn, "dialplan", _SCHEMA, 5)
+    conn.create_table("dialplan", _SCHEMA, 5)
     for dpid, pr, op, exp, fl, subst, repl, attrs, dis, tr in RULES:
         conn.insert("dialplan", {"dpid": dpid, "pr": pr, "match_op": op, "match_exp": exp,
                                  "match_flags": fl, "subst_exp": subst, "repl_exp": repl,

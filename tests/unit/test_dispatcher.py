@@ -40,8 +40,7 @@ def dbpath(tmp_path):
     path = tmp_path / "ds.db"
     conn = db.connect(f"sqlite://{path}", shared=False)
     from modules.dispatcher import _SCHEMA
-    from modules.dispatcher.common import sqlite_table
-    sqlite_table(conn, "dispatcher", _SCHEMA, 9)
+    conn.create_table("dispatcher", _SCHEMA, 9)
     rows = [(1, "sip:10.0.0.11:5060", 0, "1", 0, "a=1"),
             (1, "sip:10.0.0.12:5060", 0, "1", 0, "a=2"),
             (1, "sip:10.0.0.13:5060", 0, "1", 0, "a=3"),
@@ -211,8 +210,7 @@ def test_partitions(dbpath, tmp_path):
     other = tmp_path / "other.db"
     conn = db.connect(f"sqlite://{other}", shared=False)
     from modules.dispatcher import _SCHEMA
-    from modules.dispatcher.common import sqlite_table
-    sqlite_table(conn, "ds_pstn", _SCHEMA, 9)
+    conn.create_table("ds_pstn", _SCHEMA, 9)
     conn.insert("ds_pstn", {"setid": 1, "destination": "sip:192.0.2.1", "weight": "1"})
     conn.close()
     rt = load('ds_select_dst(1, 8, "f", "pstn"); $var(p) = $du; $var(cnt) = $avp(pstn_cnt);\n'

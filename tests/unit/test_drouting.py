@@ -40,10 +40,9 @@ def dbpath(tmp_path):
     path = tmp_path / "dr.db"
     conn = db.connect(f"sqlite://{path}", shared=False)
     from modules import drouting as dr
-    from modules.dispatcher.common import sqlite_table
     for table, cols, v in (("dr_gateways", dr._GW_SCHEMA, 6), ("dr_rules", dr._RULE_SCHEMA, 4),
                            ("dr_carriers", dr._CR_SCHEMA, 3), ("dr_groups", dr._GRP_SCHEMA, 2)):
-        sqlite_table(conn, table, cols, v)
+        conn.create_table(table, cols, v)
     for gwid, typ, addr, strip, pri, attrs in (
             ("de1", 1, "10.1.0.1:5060", 4, "+49", "germany-1"),
             ("de2", 1, "10.1.0.2", 4, "+49", None),

@@ -44,8 +44,7 @@ def dbpath(tmp_path):
     path = tmp_path / "lb.db"
     conn = db.connect(f"sqlite://{path}", shared=False)
     from modules.load_balancer import _SCHEMA
-    from modules.dispatcher.common import sqlite_table
-    sqlite_table(conn, "load_balancer", _SCHEMA, 3)
+    conn.create_table("load_balancer", _SCHEMA, 3)
     for grp, uri, res in ((1, "sip:10.0.0.1:5100", "pstn=2;vm=5"),
                           (1, "sip:10.0.0.2:5200", "pstn=3;conf=1"),
                           (2, "sip:10.0.0.3", "conf=1")):
