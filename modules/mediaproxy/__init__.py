@@ -5,7 +5,6 @@ listens there, cfgscript starts its own dispatcher + relay on it (relay/).
 """
 import logging
 import os
-import socket
 
 from runtime.module import (BRANCH, FAILURE, LOCAL, ONREPLY, REQUEST, Arg, Func, Module, Param)
 from runtime.sip.headers import SIPError
@@ -84,23 +83,12 @@ def init(rt):
                       "are not loaded", "mediaproxy")
 
 
-def _answers(path) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
 def _maybe_start_embedded(rt, path, opts):
     """Start our dispatcher + relay on `path` when nothing answers there."""
-    if _answers(path):
+    from .relay import embedded
+    if embedded.answers(path):
         rt.log.notice(f"using the MediaProxy dispatcher at {path}", "mediaproxy")
         return
-    from .relay import embedded
     os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
     if os.path.exists(path):
         os.unlink(path)  # a stale socket nobody answers on

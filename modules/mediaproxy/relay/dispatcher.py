@@ -21,6 +21,7 @@ import random
 import socket
 import time
 
+from .embedded import answers
 from .protocol import (VERSION, CommandError, dispatcher_headers, encode_command,
                        read_line, stream_limit)
 
@@ -145,7 +146,7 @@ class Dispatcher:
         if directory:
             os.makedirs(directory, exist_ok=True)
         if os.path.exists(path):
-            if _socket_in_use(path):
+            if answers(path):
                 raise OSError("another dispatcher is listening on %s" % path)
             os.unlink(path)
         self.servers.append(await asyncio.start_unix_server(
@@ -393,12 +394,3 @@ class Dispatcher:
             return json.dumps(sessions)
         log.error("unknown management command %r", command)
         return "error"
-
-
-def _socket_in_use(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        try:
-            sock.connect(path)
-        except OSError:
-            return False
-    return True

@@ -76,7 +76,7 @@ def start(socket_path: str, *, port_range=(40000, 60000), listen_ip: str = "127.
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError("mediaproxy dispatcher exited with status %d" % process.returncode)
-        if _accepts(socket_path):
+        if answers(socket_path):
             return handle
         time.sleep(0.02)
     handle.stop()
@@ -84,7 +84,8 @@ def start(socket_path: str, *, port_range=(40000, 60000), listen_ip: str = "127.
                        % (socket_path, ready_timeout))
 
 
-def _accepts(path: str) -> bool:
+def answers(path: str) -> bool:
+    """Whether something listens on the UNIX stream socket `path`."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         try:
             sock.connect(path)
