@@ -38,6 +38,7 @@ import os
 import time
 import weakref
 
+from runtime.db import DBError
 from runtime.forward import send_local_reply
 from runtime.module import INT, REQUEST, STR, Arg, Func, Module, Param
 from runtime.pv import parse_uri
@@ -365,13 +366,14 @@ def handle_publish(ctx, sender=None):
         if body:
             publ_notify(st, pkg, user, domain, sender=sender_uri)
         return 1
-    except Exception as e:
-        from runtime.db import DBError
-        if not isinstance(e, DBError):
-            raise
-        ctx.rt.log.error(f"presence: {e}", "presence")
-        _reply(ctx, 500, "Server Internal Error")
-        return -1
+    except DBError as e:
+        return _db_failed(ctx, e)
+
+
+def _db_failed(ctx, err) -> int:
+    ctx.rt.log.error(f"presence: {err}", "presence")
+    _reply(ctx, 500, "Server Internal Error")
+    return -1
 
 
 def _publ_ok(ctx, expires, offset, etag):
@@ -408,13 +410,8 @@ def handle_subscribe(ctx, force_active=None, sharing_tag=None):
         ctx.rt.log.info(f"presence: SUBSCRIBE refused: {r}", "presence")
         _reply(ctx, r.code, r.reason, r.headers)
         return -1
-    except Exception as e:
-        from runtime.db import DBError
-        if not isinstance(e, DBError):
-            raise
-        ctx.rt.log.error(f"presence: {e}", "presence")
-        _reply(ctx, 500, "Server Internal Error")
-        return -1
+    except DBError as e:
+        return _db_failed(ctx, e)
     return 1
 
 
@@ -766,10 +763,7 @@ def clean(st):
                 notify_winfo(st, pkg, s.pres_uri)
         days = st.param("waiting_subs_daysno")
         st.watchers.clean_pending(now - days * 86400)
-    except Exception as e:
-        from runtime.db import DBError
-        if not isinstance(e, DBError):
-            raise
+    except DBError as e:
         st.rt.log.error(f"presence: clean-up: {e}", "presence")
 
 
