@@ -1,7 +1,8 @@
 """rr: Record-Route and loose routing (RFC 3261 16.6 / 16.12, strict-router compatible)."""
 from runtime.module import BRANCH, FAILURE, REGEX, REQUEST, STR, Arg, Func, Module, Param
-from runtime.pv import PVDef, parse_uri
+from runtime.pv import PVDef
 from runtime.sip.headers import SIPError, find_param, split_commas
+from runtime.sip.uri import URI
 
 exports = Module(
     name="rr",
@@ -66,15 +67,18 @@ def _record_route_lines(ctx, out_sock):
     if rr is None or ctx.msg.method in ("ACK", "CANCEL", "REGISTER") or _has_totag(ctx):
         return []
     opts = ctx.rt.modparams["rr"]
-    params = list(rr["params"]) + ctx.local_data.get("rr_pending", [])
+    params = rr["params"]
+    pending = ctx.local_data.get("rr_pending")
+    if pending:
+        params = params + pending
+    ptxt = "".join([";" + p for p in params]) if params else ""
     if opts["append_fromtag"]:
         try:
             ftag = ctx.msg.from_.tag
         except SIPError:
             ftag = None
         if ftag:
-            params.insert(0, f"ftag={ftag}")
-    ptxt = "".join(";" + p for p in params)
+            ptxt = f";ftag={ftag}{ptxt}"
     first_rr = ctx.msg.get_header("record-route")
     where = ("before", first_rr) if first_rr is not None else ("top", None)
     if rr["preset"] is not None:
@@ -84,11 +88,15 @@ def _record_route_lines(ctx, out_sock):
             lines.insert(0, f"Record-Route: <{b if b.startswith('sip') else 'sip:' + b};lr{ptxt}>")
         return [(where, line) for line in lines]
     in_sock = ctx.socket
-    in_host = ctx.adv_address or in_sock.via_host
-    in_port = ctx.adv_port or in_sock.via_port
-    out_host = ctx.adv_address or out_sock.via_host
-    out_port = ctx.adv_port or out_sock.via_port
-    same = (in_sock.proto, in_host, in_port) == (out_sock.proto, out_host, out_port)
+    adv_address, adv_port = ctx.adv_address, ctx.adv_port
+    in_host = adv_address or in_sock.via_host
+    in_port = adv_port or in_sock.via_port
+    if out_sock is in_sock:
+        same = True
+    else:
+        out_host = adv_address or out_sock.via_host
+        out_port = adv_port or out_sock.via_port
+        same = (in_sock.proto, in_host, in_port) == (out_sock.proto, out_host, out_port)
     if same or not opts["enable_double_rr"]:
         return [(where, "Record-Route: " + _rr_uri(in_host, in_port, in_sock.proto, ptxt))]
     ptxt2 = ptxt + ";r2=on"
@@ -105,8 +113,16 @@ def _has_totag(ctx):
 
 # --- loose routing -------------------------------------------------------------------------
 
+def _parse_uri(text):
+    """runtime.pv.parse_uri(): the URI, or None when it does not parse."""
+    try:
+        return URI.parse(text)
+    except ValueError:
+        return None
+
+
 def _is_ours(ctx, uri):
-    u = parse_uri(uri)
+    u = _parse_uri(uri)
     return u is not None and ctx.rt.is_myself(u.host, u.port or 0), u
 
 
@@ -117,7 +133,9 @@ def loose_route(ctx):
         routes = ctx.msg.routes
     except SIPError:
         return -1
-    ruri_ours, ruri = _is_ours(ctx, ctx.ruri)
+    target = ctx.ruri
+    # a strict router's R-URI is our own Record-Route: it has an lr parameter
+    ruri_ours, ruri = _is_ours(ctx, target) if ";lr" in target.lower() else (False, None)
     if ruri_ours and ruri is not None and ruri.param("lr") is not None and routes:
         # the previous hop was a strict router: the R-URI is our own Record-Route, the
         # real target is the last Route

@@ -29,42 +29,48 @@ from runtime.sip.transaction import (INVITE_CLIENT, INVITE_SERVER, NON_INVITE_CL
 
 _ids = itertools.count(1)
 _PREFERRED_4XX = (401, 407, 415, 420, 484)
+# status // 100 -> the server machine's event for sending it (response_class)
+_SEND_EVENT = (None, "send_1xx", "send_2xx", "send_300-699", "send_300-699", "send_300-699",
+               "send_300-699")
 
 
 class Timer:
     """A timer of :class:`Timers`; ``cancel()`` as an asyncio handle's."""
 
-    __slots__ = ("fn", "args")
+    __slots__ = ("timers", "id")
 
-    def __init__(self, fn, args):
-        self.fn = fn
-        self.args = args
+    def __init__(self, timers, id_):
+        self.timers = timers
+        self.id = id_
 
     def cancel(self):
-        self.fn = None
-        self.args = None
+        self.timers.pending.pop(self.id, None)
 
     def cancelled(self) -> bool:
-        return self.fn is None
+        return self.id not in self.timers.pending
 
 
 class Timers:
     """The transactions' timers on one event-loop timer, as OpenSIPS and Kamailio run them
-    on a wheel: a timer goes into the slot of TICK seconds its time falls in; cancel() only
-    marks it; the loop wakes up once per slot that has timers. A timer fires between its
-    time and one TICK later, never earlier."""
+    on a wheel: a timer goes into the slot of TICK seconds its time falls in; the loop wakes
+    up once per slot that has timers. A timer fires between its time and one TICK later,
+    never earlier. cancel() forgets the callback at once (a slot only lists numbers), so a
+    cancelled timer keeps nothing alive until its slot comes."""
 
     TICK = 0.01
 
     def __init__(self, loop, log):
         self.loop = loop
         self.log = log
-        self.slots: dict = {}    # slot number -> [Timer]
+        self.pending: dict = {}  # timer number -> (callback, args)
+        self.slots: dict = {}    # slot number -> [timer number]
         self.heap: list = []     # slot numbers that have a list in slots
         self.armed = None        # (slot number, loop handle) of the next wake-up
+        self.ids = itertools.count()
 
     def call_later(self, delay: float, fn, *args) -> Timer:
-        t = Timer(fn, args)
+        i = next(self.ids)
+        self.pending[i] = (fn, args)
         n = int((self.loop.time() + delay) / self.TICK) + 1
         slot = self.slots.get(n)
         if slot is None:
@@ -75,21 +81,19 @@ class Timers:
                 if armed is not None:
                     armed[1].cancel()
                 self.armed = (n, self.loop.call_at(n * self.TICK, self._run, n))
-        slot.append(t)
-        return t
+        slot.append(i)
+        return Timer(self, i)
 
     def _run(self, n):
         self.armed = None
         limit = max(n, int(self.loop.time() / self.TICK))
-        heap, slots = self.heap, self.slots
+        heap, slots, pending = self.heap, self.slots, self.pending
         while heap and heap[0] <= limit:
-            for t in slots.pop(heapq.heappop(heap)):
-                fn = t.fn
-                if fn is not None:
-                    args = t.args
-                    t.fn = t.args = None
+            for i in slots.pop(heapq.heappop(heap)):
+                entry = pending.pop(i, None)
+                if entry is not None:
                     try:
-                        fn(*args)
+                        entry[0](*entry[1])
                     except Exception:
                         import traceback
                         self.log.error("tm timer failed:\n" + traceback.format_exc(), "tm")
@@ -156,7 +160,7 @@ class Transaction:
         self.branches: list[Branch] = []
         self.last_response = None      # bytes of the last reply sent upstream
         self.last_status = 0
-        self.local_replied = []        # per reply sent: was it generated here
+        self.local_replied = ()        # per reply sent: was it generated here
         self.to_tag = None
         self.cancelled = False
         self.on_failure = None
@@ -246,8 +250,8 @@ class TM:
     def reply(self, tx, code, reason, *, local=True, msg=None, branch=None, headers=(),
               body=b"") -> bool:
         """Send a reply upstream through the server transaction."""
-        if tx.final_sent and not (200 <= code < 300 and tx.method == "INVITE"
-                                  and msg is not None):
+        if tx.last_status >= 200 and not (200 <= code < 300 and tx.method == "INVITE"
+                                          and msg is not None):
             return False
         if msg is not None:
             data = build_reply(msg, branch.reply_edits if branch else None,
@@ -265,8 +269,9 @@ class TM:
                               headers=extra, body=body, via1=via1)
         tx.last_response = data
         tx.last_status = code
-        tx.local_replied.append(local)
-        self._run(tx, tx.machine, "send_" + response_class(code), tx)
+        tx.local_replied += (local,)
+        machine = tx.machine
+        self._apply(tx, machine, machine.feed(_SEND_EVENT[code // 100]), tx)
         if code >= 200:
             cls = f"{code // 100}xx_transactions"
             self.stats[cls] = self.stats.get(cls, 0) + 1
@@ -296,13 +301,14 @@ class TM:
             tx = self.new_tx(ctx)
             if tx is None:
                 return -2
-        if tx.final_sent and not tx.in_failure:
+        if tx.last_status >= 200 and not tx.in_failure:
             return -1
         if tx.cancelled:
             return -1
         targets = [(ctx.ruri, ctx.dst_uri, ctx.bflags, None)]
-        targets += [(b.uri, b.dst_uri, b.flags, b.path) for b in ctx.branches]
-        ctx.branches = []
+        if ctx.branches:
+            targets += [(b.uri, b.dst_uri, b.flags, b.path) for b in ctx.branches]
+            ctx.branches = []
         mark_received(ctx)
         sent = 0
         err = -3
@@ -544,17 +550,19 @@ class TM:
 
     # --- state machines, timers --------------------------------------------------------
     def call_later(self, delay, fn, *args) -> Timer:
+        return self._timers().call_later(delay, fn, *args)
+
+    def _timers(self) -> Timers:
         loop = self.rt.server.loop
         timers = self.timers
         if timers is None or timers.loop is not loop:
             timers = self.timers = Timers(loop, self.rt.log)
-        return timers.call_later(delay, fn, *args)
+        return timers
 
     def _run(self, owner, machine, event, tx_or_branch, msg=None):
         self._apply(owner, machine, machine.feed(event), tx_or_branch, msg)
 
     def _apply(self, owner, machine, actions, obj, msg=None):
-        loop = self.rt.server.loop
         for name, arg in actions:
             if name == "start":
                 timer, interval = arg
@@ -562,10 +570,11 @@ class TM:
                 if old is not None:
                     old.cancel()
                 if interval == 0:
-                    owner.timers[timer] = loop.call_soon(self._timer, owner, machine, timer)
+                    owner.timers[timer] = self.rt.server.loop.call_soon(
+                        self._timer, owner, machine, timer)
                 else:
-                    owner.timers[timer] = self.call_later(interval, self._timer, owner,
-                                                          machine, timer)
+                    owner.timers[timer] = self._timers().call_later(
+                        interval, self._timer, owner, machine, timer)
             elif name == "stop":
                 h = owner.timers.pop(arg, None)
                 if h is not None:

@@ -41,6 +41,8 @@ def _b(text) -> bytes:
 
 def _line(text) -> bytes:
     """Header line(s) normalised to CRLF line ends, with exactly one final CRLF."""
+    if text.__class__ is str and "\n" not in text and "\r" not in text and ":" in text:
+        return (text + "\r\n").encode(ENCODING, ERRORS)  # one line, the common case
     if isinstance(text, (bytes, bytearray)):
         text = bytes(text).decode(ENCODING, ERRORS)
     s = text.rstrip("\r\n")
@@ -60,11 +62,12 @@ class Edits:
     def __init__(self, msg: Message):
         self.msg = msg
         self._seq = 0
-        self._inserts = []        # (offset, rank, seq, bytes): rank 0 'after', 1 others
+        self._inserts = ()        # [(offset, rank, seq, bytes)]: rank 0 'after', 1 others
         self._hdr = {}            # header.start -> (header.end, seq, bytes) ; b'' removes
         self.ruri = None          # new Request-URI (str) or None
         self._body_base = None    # None: the received body
-        self._body_edits = []     # (start, end, seq, bytes)
+        self._body_edits = ()     # [(start, end, seq, bytes)]
+        # (the two lists are made on first use: an Edits can live as long as a transaction)
         self._body_set = False
         self._content_type = None
         self._via1 = None
@@ -78,11 +81,11 @@ class Edits:
         new = Edits.__new__(Edits)
         new.msg = self.msg
         new._seq = self._seq
-        new._inserts = list(self._inserts)
+        new._inserts = list(self._inserts) if self._inserts else ()
         new._hdr = dict(self._hdr)
         new.ruri = self.ruri
         new._body_base = self._body_base
-        new._body_edits = list(self._body_edits)
+        new._body_edits = list(self._body_edits) if self._body_edits else ()
         new._body_set = self._body_set
         new._content_type = self._content_type
         new._via1 = self._via1
@@ -110,6 +113,8 @@ class Edits:
             rank = 0 if where == "after" else 1
         else:
             raise ValueError(f"where must be one of {_WHERE}")
+        if not self._inserts:
+            self._inserts = []
         self._inserts.append((pos, rank, self._next(), data))
 
     def remove_header(self, h: Header) -> None:
@@ -143,7 +148,7 @@ class Edits:
         """Replace the whole body. With ``content_type`` the Content-Type header is set (or
         added); an empty body without ``content_type`` removes Content-Type."""
         self._body_base = _b(body)
-        self._body_edits = []
+        self._body_edits = ()
         self._body_set = True
         self._content_type = content_type
 
@@ -154,12 +159,16 @@ class Edits:
         """Insert ``text`` at ``offset`` of the (received or last set) body."""
         if not 0 <= offset <= self._base_len():
             raise ValueError("offset outside the body")
+        if not self._body_edits:
+            self._body_edits = []
         self._body_edits.append((offset, offset, self._next(), _b(text)))
 
     def replace_range(self, start: int, end: int, text) -> None:
         """Replace body bytes ``[start, end)`` with ``text`` ('' deletes)."""
         if not 0 <= start <= end <= self._base_len():
             raise ValueError("range outside the body")
+        if not self._body_edits:
+            self._body_edits = []
         self._body_edits.append((start, end, self._next(), _b(text)))
 
     @property

@@ -63,8 +63,9 @@ def make_reply(req: Message, code: int, reason: str, *, to_tag: str | None = Non
                 value = ", ".join([via1] + rest)
             first_via = False
             out.append(f"Via: {value}\r\n")
+    first = req._first
     for key, name in (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq")):
-        value = req.get(key)
+        value = first.get(key)
         if value is None:
             continue
         if key == "to" and code > 100:
@@ -76,7 +77,7 @@ def make_reply(req: Message, code: int, reason: str, *, to_tag: str | None = Non
                 value = f"{value};tag={to_tag if to_tag is not None else make_to_tag(req)}"
         out.append(f"{name}: {value}\r\n")
     if code == 100:
-        ts = req.get("timestamp")
+        ts = first.get("timestamp")
         if ts is not None:
             out.append(f"Timestamp: {ts}\r\n")
     if server:
