@@ -16,6 +16,7 @@ from cfgscript import ast as A
 from cfgscript.pvspec import PVSyntaxError, parse_format, parse_pv
 
 from . import transforms as T
+from .sip.uri import URI
 from .values import StrInt, to_str
 
 # --- the registry --------------------------------------------------------------------------
@@ -219,7 +220,6 @@ def format_or_const(text: str, defs=None, dialect="opensips"):
 
 @lru_cache(maxsize=4096)
 def parse_uri(text: str):
-    from .sip.uri import URI
     try:
         return URI.parse(text)
     except ValueError:

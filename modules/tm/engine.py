@@ -186,6 +186,7 @@ class TM:
         self.rt = rt
         self.fr_timeout = params["fr_timeout"]
         self.fr_inv_timeout = params["fr_inv_timeout"]
+        self.wt_timer = params["wt_timer"]
         self.auto_100 = params["auto_inv_100"]
         self.reason_100 = params["auto_inv_100_reason"]
         self.disable_503 = bool(rt.config.get("disable_503_translation"))
@@ -617,7 +618,9 @@ class TM:
         if isinstance(obj, Transaction):
             if self.server_txs.get(obj.key) is obj:
                 # keep a 2xx INVITE transaction a little for retransmissions and ACK matching
-                linger = 32.0 if obj.method == "INVITE" and 200 <= obj.last_status < 300 else 0
+                # OpenSIPS's wt_timer: a 2xx'ed INVITE transaction lingers for its
+                # retransmissions and ACK matching
+                linger = self.wt_timer if obj.method == "INVITE" and 200 <= obj.last_status < 300 else 0
                 if linger:
                     self.call_later(linger, self._forget, obj)
                 else:

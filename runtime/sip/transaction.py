@@ -13,6 +13,8 @@ carry out: ("send_request" | "send_response" | "send_ack" | "to_tu" | "start" | 
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 T1, T2, T4 = 0.5, 4.0, 5.0
 
 
@@ -121,12 +123,17 @@ NON_INVITE_SERVER = {
 
 def timer_values(reliable: bool) -> dict:
     """Initial intervals (seconds) per RFC 3261 Table 4; reliable transports neither
-    retransmit nor linger."""
+    retransmit nor linger. (Shared: callers must not change it.)"""
+    return _timer_values(reliable, T1, T2, T4)
+
+
+@lru_cache(maxsize=8)
+def _timer_values(reliable, t1, t2, t4) -> dict:
     return {
-        "A": None if reliable else T1, "B": 64 * T1, "D": 0 if reliable else 32.0,
-        "E": None if reliable else T1, "F": 64 * T1, "K": 0 if reliable else T4,
-        "G": None if reliable else T1, "H": 64 * T1, "I": 0 if reliable else T4,
-        "J": 0 if reliable else 64 * T1,
+        "A": None if reliable else t1, "B": 64 * t1, "D": 0 if reliable else 32.0,
+        "E": None if reliable else t1, "F": 64 * t1, "K": 0 if reliable else t4,
+        "G": None if reliable else t1, "H": 64 * t1, "I": 0 if reliable else t4,
+        "J": 0 if reliable else 64 * t1,
     }
 
 
@@ -141,8 +148,8 @@ class Machine:
         self.table = table
         self.state = self.INITIAL[id(table)]
         self.reliable = reliable
-        self.intervals = timer_values(reliable)
-        self.intervals.update(overrides)  # e.g. B/F from fr_timeout
+        base = timer_values(reliable)
+        self.intervals = {**base, **overrides} if overrides else base  # B/F from fr_timeout
         self.running = {}                 # armed timer name -> its interval
         self.current = {}                 # timer name -> the interval it last ran with
 
